@@ -1,0 +1,106 @@
+//! `reckon doctor`: is this machine ready to run experiments, and if not, how to fix it.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::net::{self, netns, ovs};
+
+/// One finding.
+pub struct Finding {
+    pub what: &'static str,
+    /// Whether runs can go ahead as far as this check is concerned.
+    pub ok: bool,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+fn finding(what: &'static str, ok: bool, detail: impl Into<String>, fix: Option<&str>) -> Finding {
+    Finding { what, ok, detail: detail.into(), fix: fix.map(String::from) }
+}
+
+/// Run every check.
+pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let root = net::require_root().is_ok();
+    out.push(finding("root", root, if root { "running as root" } else { "not root" }, (!root).then_some("run reckon with sudo")));
+
+    let ovs_ok = match cfg.connect() {
+        Ok(mut db) => {
+            let version = db
+                .transact(vec![serde_json::json!({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["ovs_version"]})])
+                .ok()
+                .and_then(|r| r[0]["rows"][0]["ovs_version"].as_str().map(String::from))
+                .unwrap_or_else(|| "unknown version".into());
+            if cfg.is_running() {
+                out.push(finding("Open vSwitch", true, format!("ovsdb-server and ovs-vswitchd running ({version}) at {}", cfg.socket.display()), None));
+                true
+            } else {
+                out.push(finding("Open vSwitch", false, "ovsdb-server is up but ovs-vswitchd is not running", Some(&format!("{} start", cfg.ctl.display()))));
+                false
+            }
+        }
+        Err(e) => {
+            let fix = if cfg.ctl.exists() {
+                format!("{} start (reckon also tries this itself)", cfg.ctl.display())
+            } else {
+                "run scripts/setup.sh (installs Debian's openvswitch-switch and starts it)".into()
+            };
+            out.push(finding("Open vSwitch", false, e.to_string().lines().next().unwrap_or("").to_string(), Some(&fix)));
+            false
+        }
+    };
+    let _ = ovs_ok;
+
+    let dp = ovs::Datapath::Auto.resolve();
+    out.push(finding(
+        "datapath",
+        true,
+        match dp {
+            ovs::Datapath::Kernel => "kernel datapath (openvswitch module present)".to_string(),
+            _ => "userspace datapath (no openvswitch kernel module); reckon turns tx checksum offload off on every veth so TCP works".to_string(),
+        },
+        None,
+    ));
+
+    if root {
+        let (present, detail) = netem_present();
+        out.push(finding(
+            "netem",
+            true,
+            if present { "sch_netem present: link impairment can use tc netem".to_string() } else { format!("sch_netem absent ({detail}): link impairment will use reckon's userspace engine") },
+            None,
+        ));
+    }
+
+    let etcd = Path::new("/usr/bin/etcd");
+    match Command::new(etcd).arg("--version").output() {
+        Ok(o) if o.status.success() => {
+            let v = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string();
+            out.push(finding("etcd", true, format!("{} ({v})", etcd.display()), None));
+        }
+        _ => out.push(finding("etcd", false, format!("{} not found", etcd.display()), Some("apt-get install etcd-server etcd-client (or run scripts/setup.sh)"))),
+    }
+    out
+}
+
+/// Try a netem qdisc on `lo` of a throwaway namespace of our own.
+fn netem_present() -> (bool, String) {
+    let ns = format!("reckon-doctor-{}", std::process::id());
+    if let Err(e) = netns::create(&ns) {
+        return (false, format!("could not create a test namespace: {e}"));
+    }
+    let result = netns::open(&ns).and_then(|fd| {
+        let mut cmd = Command::new("tc");
+        cmd.args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || netns::enter(&fd));
+        }
+        cmd.output()
+    });
+    let _ = netns::delete(&ns);
+    match result {
+        Ok(o) if o.status.success() => (true, String::new()),
+        Ok(o) => (false, String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => (false, format!("could not run tc: {e}")),
+    }
+}

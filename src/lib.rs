@@ -1,0 +1,8 @@
+//! reckon: benchmark consensus systems for availability and latency under partial network
+//! failures, on an emulated network of namespaces and Open vSwitch switches.
+
+pub mod bench;
+pub mod doctor;
+pub mod net;
+pub mod signals;
+pub mod topology;

@@ -1,0 +1,281 @@
+//! The `reckon` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use reckon::net::{self, Datapath, Network, NetworkOptions, OvsConfig};
+use reckon::topology::{self, Size};
+use reckon::{bench, doctor, signals};
+
+/// Benchmark consensus systems for availability and latency under partial network failures,
+/// on an emulated network of namespaces and Open vSwitch switches.
+#[derive(Parser)]
+#[command(name = "reckon", version, propagate_version = true)]
+struct Cli {
+    /// Prefix of every namespace, link and switch a network creates (1-6 lowercase letters or
+    /// digits). Networks with different prefixes coexist.
+    #[arg(long, global = true, env = "RECKON_PREFIX", default_value = net::DEFAULT_PREFIX)]
+    prefix: String,
+    /// Log more (repeat for more still).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build, inspect and remove emulated networks by hand.
+    #[command(subcommand)]
+    Topo(Topo),
+    /// Remove every reckon network that no running reckon process owns: leftovers of crashed
+    /// runs and networks left up by `reckon topo up`. Removes only what those runs recorded
+    /// creating, by exact name.
+    Clean {
+        /// Only the network with this prefix (default: all of them).
+        #[arg(long = "only")]
+        only: Option<String>,
+    },
+    /// Check this machine can run experiments, and say how to fix what is missing.
+    Doctor,
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Topo {
+    /// Build a topology, check every pair of hosts reaches every other over ICMP and TCP, print
+    /// the hosts and their addresses, and leave it up (remove it with `reckon topo down`).
+    Up {
+        #[command(flatten)]
+        topo: TopoArgs,
+        /// Stay in the foreground and tear the network down on Ctrl-C or SIGTERM.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Run a command inside a host of the network, e.g. `reckon topo exec h1 -- ip addr`.
+    Exec {
+        /// The host (e.g. h1, mc2).
+        host: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Tear down the network left up by `reckon topo up`.
+    Down,
+    /// List the reckon networks on this machine.
+    List,
+}
+
+#[derive(Args, Clone)]
+struct TopoArgs {
+    /// A built-in topology: simple or wan.
+    #[arg(required_unless_present = "topology_file", conflicts_with = "topology_file")]
+    topology: Option<String>,
+    /// Your own topology file (TOML; see topologies/simple.toml for the format).
+    #[arg(long, value_name = "FILE")]
+    topology_file: Option<PathBuf>,
+    /// Number of node hosts (for wan: data centres).
+    #[arg(long, default_value_t = 3)]
+    number_nodes: usize,
+    /// Number of client hosts (simple; wan has one per data centre). Default 1.
+    #[arg(long)]
+    number_clients: Option<usize>,
+    /// Open vSwitch datapath: auto picks kernel if the openvswitch module is present.
+    #[arg(long, value_enum, default_value_t = Datapath::Auto)]
+    datapath: Datapath,
+    /// Skip the all-pairs ICMP+TCP connectivity check.
+    #[arg(long)]
+    no_check: bool,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Time building and tearing down wan-3..33 and simple-33.
+    Net {
+        /// Repetitions per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[arg(long, value_enum, default_value_t = Datapath::Auto)]
+        datapath: Datapath,
+    },
+}
+
+fn resolve(t: &TopoArgs) -> Result<topology::Topology> {
+    let size = Size { nodes: t.number_nodes, clients: t.number_clients };
+    Ok(match (&t.topology, &t.topology_file) {
+        (_, Some(f)) => topology::from_file(f, size)?,
+        (Some(name), None) => topology::builtin(name, size)?,
+        (None, None) => bail!("give a topology name ({}) or --topology-file", topology::known()),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RECKON_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    if let Err(e) = signals::install() {
+        eprintln!("reckon: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reckon: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let ovs = OvsConfig::default();
+    net::validate_prefix(&cli.prefix)?;
+    let opts = |datapath, check| NetworkOptions { prefix: cli.prefix.clone(), datapath, check, ovs: ovs.clone() };
+    match cli.command {
+        Cmd::Topo(Topo::Up { topo, hold }) => {
+            let t = resolve(&topo)?;
+            let started = std::time::Instant::now();
+            let network = Network::up(&t, &opts(topo.datapath, !topo.no_check))
+                .with_context(|| format!("bringing up topology {}", t.name))?;
+            let tm = &network.timings;
+            print!("{}", net::describe(network.manifest()));
+            let check = if topo.no_check {
+                "connectivity not checked".to_string()
+            } else {
+                format!("{} host pairs reach each other over ICMP and TCP ({:.0} ms)", tm.pairs_checked, tm.check.as_secs_f64() * 1e3)
+            };
+            println!(
+                "network '{}' ({}) up in {:.0} ms; {check}",
+                network.prefix(),
+                t.name,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            if hold {
+                println!("ready; holding the network until Ctrl-C or SIGTERM");
+                signals::wait();
+                let removed = network.down()?;
+                println!("network '{}' torn down: removed {removed}", cli.prefix);
+            } else {
+                network.detach()?;
+                println!(
+                    "left up: `reckon{} topo exec <host> -- <cmd>` runs in a host; `reckon{} topo down` removes it",
+                    prefix_flag(&cli.prefix),
+                    prefix_flag(&cli.prefix)
+                );
+            }
+        }
+        Cmd::Topo(Topo::Exec { host, command }) => {
+            net::require_root()?;
+            let m = net::registry::read(&cli.prefix)
+                .context("reading the run registry")?
+                .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
+            let mut cmd = net::command_in(&m, &host, &command[0])?;
+            let status = cmd.args(&command[1..]).status().with_context(|| format!("running {} in host {host}", command[0]))?;
+            return Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8));
+        }
+        Cmd::Topo(Topo::Down) => {
+            let removed = net::down(&cli.prefix, &ovs)?;
+            println!("network '{}' torn down: removed {removed}", cli.prefix);
+        }
+        Cmd::Topo(Topo::List) => {
+            let prefixes = net::registry::prefixes();
+            if prefixes.is_empty() {
+                println!("no reckon networks");
+            }
+            for p in prefixes {
+                match net::registry::read(&p) {
+                    Ok(Some(m)) => println!(
+                        "{p}: {} with {} hosts, {}",
+                        m.topology.name,
+                        m.topology.hosts.len(),
+                        match m.owner {
+                            Some(pid) => format!("owned by pid {pid} (if it is gone, `reckon clean` removes it)"),
+                            None => "left up by `reckon topo up`".into(),
+                        }
+                    ),
+                    _ => println!("{p}: unreadable manifest"),
+                }
+            }
+        }
+        Cmd::Clean { only } => {
+            if let Some(p) = &only {
+                net::validate_prefix(p)?;
+            }
+            let (cleaned, skipped) = net::clean(only.as_deref(), &ovs)?;
+            let mut failed = false;
+            for c in &cleaned {
+                let what = if c.crashed { "leftovers of a crashed run" } else { "network left up" };
+                match &c.result {
+                    Ok(r) => println!("{}: removed {what}: {r}", c.prefix),
+                    Err(e) => {
+                        failed = true;
+                        println!("{}: could not remove everything: {e}", c.prefix)
+                    }
+                }
+            }
+            for p in &skipped {
+                println!("{p}: skipped, owned by a running reckon process");
+            }
+            if cleaned.is_empty() && skipped.is_empty() {
+                println!("nothing to clean");
+            }
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Doctor => {
+            let findings = doctor::diagnose(&ovs);
+            let mut ok = true;
+            for f in &findings {
+                println!("{:<4} {:<13} {}", if f.ok { "ok" } else { "FAIL" }, f.what, f.detail);
+                if let Some(fix) = &f.fix {
+                    println!("     {:<13} fix: {fix}", "");
+                }
+                ok &= f.ok;
+            }
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Cmd::Bench(Bench::Net { repeat, datapath }) => {
+            println!(
+                "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
+                "case", "hosts", "up ms", "down ms", "total ms", "mininet ms", "speedup", "check ms"
+            );
+            bench::net(&opts(datapath, false), repeat, |b| {
+                let total = b.up + b.down;
+                let (mn, speed) = match b.mininet {
+                    Some(m) => (format!("{:.0}", m.as_secs_f64() * 1e3), format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64())),
+                    None => ("-".into(), "-".into()),
+                };
+                println!(
+                    "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1}",
+                    b.case,
+                    b.hosts,
+                    b.up.as_secs_f64() * 1e3,
+                    b.down.as_secs_f64() * 1e3,
+                    total.as_secs_f64() * 1e3,
+                    mn,
+                    speed,
+                    b.check.as_secs_f64() * 1e3
+                );
+            })?;
+            println!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prefix_flag(p: &str) -> String {
+    if p == net::DEFAULT_PREFIX { String::new() } else { format!(" --prefix {p}") }
+}

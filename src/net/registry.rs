@@ -1,0 +1,142 @@
+//! The run registry: which reckon networks exist on this machine and who owns them.
+//!
+//! Each network has a manifest, `/run/reckon/<prefix>.json`, naming exactly what it created (so
+//! clean-up removes those names and nothing else), and a lock file, `/run/reckon/<prefix>.lock`,
+//! that its owning process holds with `flock` for as long as it lives. The kernel drops the lock
+//! when the owner dies, however it dies, so "lock free + manifest present" means "left over".
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Topology;
+
+pub fn dir() -> PathBuf {
+    std::env::var_os("RECKON_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| "/run/reckon".into())
+}
+
+/// Everything one network created, by exact name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub prefix: String,
+    /// The process that owns it, or `None` once `reckon topo up` has left it up on its own.
+    pub owner: Option<u32>,
+    pub created_unix_ms: u128,
+    pub topology: Topology,
+    /// Host name -> namespace name.
+    pub namespaces: Vec<(String, String)>,
+    /// Root-side veth ends (deleting one deletes its peer).
+    pub veths: Vec<String>,
+    pub bridges: Vec<String>,
+}
+
+impl Manifest {
+    pub fn netns_of(&self, host: &str) -> Option<&str> {
+        self.namespaces.iter().find(|(h, _)| h == host).map(|(_, ns)| ns.as_str())
+    }
+}
+
+/// A claim on a prefix: holds its lock for as long as it lives.
+pub struct Claim {
+    pub prefix: String,
+    lock: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("prefix '{prefix}' is in use by a running reckon process{}; choose another with --prefix", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse { prefix: String, pid: Option<u32> },
+    #[error("prefix '{prefix}' names a network left up by `reckon topo up`; take it down with `reckon --prefix {prefix} topo down`, or choose another --prefix")]
+    Detached { prefix: String },
+    #[error("prefix '{prefix}' has leftovers of a reckon run that did not clean up (pid {pid:?}); remove them with `reckon clean`")]
+    Leftovers { prefix: String, pid: Option<u32> },
+    #[error("run registry {dir}: {source}")]
+    Io { dir: String, source: io::Error },
+}
+
+fn manifest_path(prefix: &str) -> PathBuf {
+    dir().join(format!("{prefix}.json"))
+}
+
+fn lock_path(prefix: &str) -> PathBuf {
+    dir().join(format!("{prefix}.lock"))
+}
+
+fn try_lock(prefix: &str) -> io::Result<Option<File>> {
+    fs::create_dir_all(dir())?;
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(lock_path(prefix))?;
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        Ok(Some(f))
+    } else {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(e) }
+    }
+}
+
+/// Read a manifest; `None` if there is none.
+pub fn read(prefix: &str) -> io::Result<Option<Manifest>> {
+    match fs::read(manifest_path(prefix)) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every prefix that has a manifest.
+pub fn prefixes() -> Vec<String> {
+    let Ok(rd) = fs::read_dir(dir()) else { return Vec::new() };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from))
+        .collect();
+    v.sort();
+    v
+}
+
+impl Claim {
+    /// Claim `prefix` for a new network: fails if a live process owns it or leftovers remain.
+    pub fn new(prefix: &str) -> Result<Claim, ClaimError> {
+        let io_err = |source| ClaimError::Io { dir: dir().display().to_string(), source };
+        let lock = try_lock(prefix).map_err(io_err)?;
+        let existing = read(prefix).map_err(io_err)?;
+        let Some(lock) = lock else {
+            return Err(ClaimError::InUse { prefix: prefix.into(), pid: existing.and_then(|m| m.owner) });
+        };
+        match existing {
+            None => Ok(Claim { prefix: prefix.into(), lock }),
+            Some(m) if m.owner.is_none() => Err(ClaimError::Detached { prefix: prefix.into() }),
+            Some(m) => Err(ClaimError::Leftovers { prefix: prefix.into(), pid: m.owner }),
+        }
+    }
+
+    /// Take over an existing network whose owner is gone (for `topo down` and `clean`).
+    /// `Ok(None)` if a live process owns it.
+    pub fn take_over(prefix: &str) -> io::Result<Option<(Claim, Option<Manifest>)>> {
+        let Some(lock) = try_lock(prefix)? else { return Ok(None) };
+        let m = read(prefix)?;
+        Ok(Some((Claim { prefix: prefix.into(), lock }, m)))
+    }
+
+    /// Record the manifest (atomically: write a temporary file, then rename).
+    pub fn write(&self, m: &Manifest) -> io::Result<()> {
+        let tmp = dir().join(format!("{}.json.tmp", self.prefix));
+        fs::write(&tmp, serde_json::to_vec_pretty(m).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, manifest_path(&self.prefix))
+    }
+
+    /// Forget the network: its manifest goes (the lock file stays, empty and unlocked).
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_file(manifest_path(&self.prefix)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn lock_fd(&self) -> i32 {
+        self.lock.as_raw_fd()
+    }
+}

@@ -1,0 +1,452 @@
+//! Topologies: which hosts and switches an emulated network has and how they are linked.
+//! Defined as data (TOML templates in `topologies/`, or a user's own file) and resolved here,
+//! for a given number of nodes and clients, into a concrete [`Topology`] that `net` builds.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The built-in topologies: name and template. Adding one = a file in `topologies/` + a line here.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("simple", include_str!("../../topologies/simple.toml")),
+    ("wan", include_str!("../../topologies/wan.toml")),
+];
+
+/// Largest `--number-nodes` accepted (a consensus cluster beyond this is not an experiment).
+pub const MAX_NODES: usize = 100;
+/// Largest `--number-clients` accepted.
+pub const MAX_CLIENTS: usize = 250;
+
+/// What a host is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs a member of the system under test.
+    Node,
+    /// Runs a workload client.
+    Client,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Role::Node => "node",
+            Role::Client => "client",
+        })
+    }
+}
+
+/// A host: a network namespace with one interface, linked to one switch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+    /// The data centre it belongs to, if the topology has data centres.
+    pub dc: Option<u32>,
+    pub switch: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A switch (an OVS bridge).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    pub name: String,
+    pub dc: Option<u32>,
+}
+
+/// A link between two switches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SwitchLink {
+    pub a: String,
+    pub b: String,
+}
+
+/// A resolved topology.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub name: String,
+    pub description: String,
+    pub subnet: Ipv4Addr,
+    pub prefix_len: u8,
+    pub switches: Vec<Switch>,
+    pub hosts: Vec<Host>,
+    pub links: Vec<SwitchLink>,
+}
+
+impl Topology {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+    pub fn nodes(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.role == Role::Node)
+    }
+    pub fn clients(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.role == Role::Client)
+    }
+}
+
+/// How big to make a topology: `--number-nodes` and `--number-clients`.
+#[derive(Clone, Copy, Debug)]
+pub struct Size {
+    pub nodes: usize,
+    /// `None` when the user did not say (default 1 where the topology uses it).
+    pub clients: Option<usize>,
+}
+
+impl Default for Size {
+    fn default() -> Self {
+        Size { nodes: 3, clients: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("unknown topology '{name}'; known topologies: {known} (or give your own with --topology-file)")]
+    Unknown { name: String, known: String },
+    #[error("--number-nodes {0}: must be between 1 and {MAX_NODES}")]
+    Nodes(usize),
+    #[error("--number-clients {0}: must be between 1 and {MAX_CLIENTS}")]
+    Clients(usize),
+    #[error("cannot read topology file {file}: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}:{line}: {message}")]
+    Invalid { file: String, line: usize, message: String },
+}
+
+/// The names of the built-in topologies, comma separated.
+pub fn known() -> String {
+    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// Resolve a built-in topology by name.
+pub fn builtin(name: &str, size: Size) -> Result<Topology, TopologyError> {
+    let (_, src) = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| TopologyError::Unknown { name: name.into(), known: known() })?;
+    parse(name, &format!("topologies/{name}.toml"), src, size)
+}
+
+/// Resolve a topology from a user's file; its name is the file's stem.
+pub fn from_file(path: &Path, size: Size) -> Result<Topology, TopologyError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|source| TopologyError::Io { file: file.clone(), source })?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    parse(&name, &file, &src, size)
+}
+
+// ---- the template format ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileT {
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_subnet")]
+    subnet: Spanned<String>,
+    #[serde(default)]
+    switches: Vec<Spanned<SwitchT>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<HostT>>,
+    #[serde(default)]
+    links: Vec<Spanned<LinkT>>,
+}
+
+fn default_subnet() -> Spanned<String> {
+    Spanned::new(0..0, "10.0.0.0/16".into())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CountT {
+    Number(usize),
+    Param(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchT {
+    name: String,
+    count: Option<CountT>,
+    dc: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostT {
+    name: String,
+    role: Role,
+    switch: String,
+    count: Option<CountT>,
+    dc: Option<String>,
+    ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkT {
+    a: String,
+    b: String,
+    count: Option<CountT>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+    size: Size,
+    uses_clients: bool,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
+    }
+    fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> TopologyError {
+        TopologyError::Invalid { file: self.file.into(), line: self.line(span.start), message: message.into() }
+    }
+    /// The indices an entry expands to: `[None]` for a single entry.
+    fn indices(&mut self, count: &Option<CountT>, span: std::ops::Range<usize>) -> Result<Vec<Option<u32>>, TopologyError> {
+        let n = match count {
+            None => return Ok(vec![None]),
+            Some(CountT::Number(n)) => *n,
+            Some(CountT::Param(p)) if p == "nodes" => self.size.nodes,
+            Some(CountT::Param(p)) if p == "clients" => {
+                self.uses_clients = true;
+                self.size.clients.unwrap_or(1)
+            }
+            Some(CountT::Param(p)) => {
+                return Err(self.err(span, format!("count = \"{p}\": use a number, \"nodes\" or \"clients\"")))
+            }
+        };
+        Ok((1..=n as u32).map(Some).collect())
+    }
+    fn subst(&self, s: &str, i: Option<u32>, span: std::ops::Range<usize>) -> Result<String, TopologyError> {
+        expand(s, i).map_err(|m| self.err(span, m))
+    }
+}
+
+/// Replace `{i}`, `{i+K}` and `{i-K}` in `s` with the index `i`.
+fn expand(s: &str, i: Option<u32>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or_else(|| format!("'{s}': unclosed '{{'"))? + open;
+        let expr: String = rest[open + 1..close].chars().filter(|c| !c.is_whitespace()).collect();
+        let Some(i) = i else {
+            return Err(format!("'{s}' uses {{{expr}}} but the entry has no `count`"));
+        };
+        let value = if expr == "i" {
+            Some(i as i64)
+        } else if let Some(k) = expr.strip_prefix("i+") {
+            k.parse::<i64>().ok().map(|k| i as i64 + k)
+        } else if let Some(k) = expr.strip_prefix("i-") {
+            k.parse::<i64>().ok().map(|k| i as i64 - k)
+        } else {
+            None
+        };
+        match value {
+            Some(v) if v >= 0 => out.push_str(&v.to_string()),
+            Some(v) => return Err(format!("'{s}': {{{expr}}} is {v} for i = {i}")),
+            None => return Err(format!("'{s}': unknown placeholder {{{expr}}}; use {{i}}, {{i+K}} or {{i-K}}")),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 8
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, TopologyError> {
+    if size.nodes == 0 || size.nodes > MAX_NODES {
+        return Err(TopologyError::Nodes(size.nodes));
+    }
+    if let Some(c) = size.clients {
+        if c == 0 || c > MAX_CLIENTS {
+            return Err(TopologyError::Clients(c));
+        }
+    }
+    let mut ctx = Ctx { file, src, size, uses_clients: false };
+    let t: FileT = toml::from_str(src).map_err(|e| {
+        let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(1);
+        TopologyError::Invalid { file: file.into(), line, message: e.message().trim().to_string() }
+    })?;
+
+    let subnet_span = t.subnet.span();
+    let (subnet, prefix_len) = parse_cidr(t.subnet.get_ref()).map_err(|m| ctx.err(subnet_span.clone(), m))?;
+
+    let mut names: HashSet<String> = HashSet::new();
+    let mut check_name = |ctx: &Ctx, n: &str, span: std::ops::Range<usize>| -> Result<(), TopologyError> {
+        if !valid_name(n) {
+            return Err(ctx.err(span, format!(
+                "name '{n}': use 1 to 8 letters, digits or '_', starting with a letter")));
+        }
+        if !names.insert(n.to_string()) {
+            return Err(ctx.err(span, format!("name '{n}' is used twice (hosts and switches share one namespace)")));
+        }
+        Ok(())
+    };
+    let parse_dc = |ctx: &Ctx, dc: &Option<String>, i, span: std::ops::Range<usize>| -> Result<Option<u32>, TopologyError> {
+        match dc {
+            None => Ok(None),
+            Some(d) => {
+                let d = ctx.subst(d, i, span.clone())?;
+                d.parse().map(Some).map_err(|_| ctx.err(span, format!("dc = '{d}' is not a number")))
+            }
+        }
+    };
+
+    let mut switches = Vec::new();
+    for s in &t.switches {
+        let span = s.span();
+        let s = s.get_ref();
+        for i in ctx.indices(&s.count, span.clone())? {
+            let name = ctx.subst(&s.name, i, span.clone())?;
+            check_name(&ctx, &name, span.clone())?;
+            switches.push(Switch { name, dc: parse_dc(&ctx, &s.dc, i, span.clone())? });
+        }
+    }
+    let switch_names: HashSet<String> = switches.iter().map(|s| s.name.clone()).collect();
+    let need_switch = |ctx: &Ctx, n: &str, span: std::ops::Range<usize>| -> Result<(), TopologyError> {
+        if switch_names.contains(n) {
+            Ok(())
+        } else {
+            Err(ctx.err(span, format!("switch '{n}' is not defined in [[switches]]")))
+        }
+    };
+
+    let mut hosts = Vec::new();
+    let mut explicit_ips: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for h in &t.hosts {
+        let span = h.span();
+        let h = h.get_ref();
+        for i in ctx.indices(&h.count, span.clone())? {
+            let name = ctx.subst(&h.name, i, span.clone())?;
+            check_name(&ctx, &name, span.clone())?;
+            let switch = ctx.subst(&h.switch, i, span.clone())?;
+            need_switch(&ctx, &switch, span.clone())?;
+            let ip = match &h.ip {
+                Some(ip) => {
+                    let ip = ctx.subst(ip, i, span.clone())?;
+                    let ip: Ipv4Addr = ip.parse().map_err(|_| ctx.err(span.clone(), format!("ip = '{ip}' is not an IPv4 address")))?;
+                    if !in_subnet(ip, subnet, prefix_len) || ip == subnet || ip == broadcast(subnet, prefix_len) {
+                        return Err(ctx.err(span, format!("ip {ip} of host {name} is not a host address in subnet {subnet}/{prefix_len}")));
+                    }
+                    explicit_ips.push((hosts.len(), span.clone()));
+                    ip
+                }
+                None => Ipv4Addr::UNSPECIFIED,
+            };
+            hosts.push(Host { name, role: h.role, dc: parse_dc(&ctx, &h.dc, i, span.clone())?, switch, ip });
+        }
+    }
+    // Addresses: explicit ones must be unique; the rest are handed out in order from the subnet.
+    let mut used = HashSet::new();
+    for (idx, span) in &explicit_ips {
+        if !used.insert(hosts[*idx].ip) {
+            return Err(ctx.err(span.clone(), format!("ip {} is given to two hosts", hosts[*idx].ip)));
+        }
+    }
+    let mut next = u32::from(subnet) + 1;
+    for h in hosts.iter_mut().filter(|h| h.ip.is_unspecified()) {
+        while used.contains(&Ipv4Addr::from(next)) {
+            next += 1;
+        }
+        let ip = Ipv4Addr::from(next);
+        if !in_subnet(ip, subnet, prefix_len) || ip == broadcast(subnet, prefix_len) {
+            return Err(ctx.err(subnet_span.clone(), format!("subnet {subnet}/{prefix_len} has too few addresses for every host")));
+        }
+        used.insert(ip);
+        h.ip = ip;
+    }
+
+    let mut links = Vec::new();
+    let mut seen_links = HashSet::new();
+    for l in &t.links {
+        let span = l.span();
+        let l = l.get_ref();
+        for i in ctx.indices(&l.count, span.clone())? {
+            let a = ctx.subst(&l.a, i, span.clone())?;
+            let b = ctx.subst(&l.b, i, span.clone())?;
+            need_switch(&ctx, &a, span.clone())?;
+            need_switch(&ctx, &b, span.clone())?;
+            if a == b {
+                return Err(ctx.err(span, format!("link from switch '{a}' to itself")));
+            }
+            let key = if a < b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+            if !seen_links.insert(key) {
+                return Err(ctx.err(span, format!("switches '{a}' and '{b}' are linked twice")));
+            }
+            links.push(SwitchLink { a, b });
+        }
+    }
+    if !hosts.iter().any(|h| h.role == Role::Node) {
+        return Err(TopologyError::Invalid { file: file.into(), line: 1, message: "the topology has no host with role = \"node\"".into() });
+    }
+    check_loop_free(&switches, &links).map_err(|m| TopologyError::Invalid { file: file.into(), line: 1, message: m })?;
+    if let (Some(c), false) = (size.clients, ctx.uses_clients) {
+        let actual = hosts.iter().filter(|h| h.role == Role::Client).count();
+        if c != actual {
+            tracing::warn!("topology {name} has {actual} client host(s); --number-clients {c} does not apply to it");
+        }
+    }
+    Ok(Topology { name: name.into(), description: t.description, subnet, prefix_len, switches, hosts, links })
+}
+
+/// Standalone switches flood: a loop among them would melt the network. Require a forest.
+fn check_loop_free(switches: &[Switch], links: &[SwitchLink]) -> Result<(), String> {
+    let mut parent: HashMap<&str, &str> = switches.iter().map(|s| (s.name.as_str(), s.name.as_str())).collect();
+    fn root<'a>(p: &HashMap<&'a str, &'a str>, mut x: &'a str) -> &'a str {
+        while p[x] != x {
+            x = p[x];
+        }
+        x
+    }
+    for l in links {
+        let (ra, rb) = (root(&parent, &l.a), root(&parent, &l.b));
+        if ra == rb {
+            return Err(format!(
+                "the link {} - {} closes a loop of switches; switches run without spanning tree, so links between switches must form a tree",
+                l.a, l.b
+            ));
+        }
+        parent.insert(ra, rb);
+    }
+    Ok(())
+}
+
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("subnet '{s}': write it as an IPv4 network, e.g. \"10.0.0.0/16\"");
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if !(8..=30).contains(&len) {
+        return Err(format!("subnet '{s}': prefix length must be between 8 and 30"));
+    }
+    Ok((Ipv4Addr::from(u32::from(addr) & mask(len)), len))
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - len) }
+}
+
+fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    u32::from(ip) & mask(len) == u32::from(net)
+}
+
+fn broadcast(net: Ipv4Addr, len: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net) | !mask(len))
+}
+
+#[cfg(test)]
+mod tests;
