@@ -105,6 +105,22 @@ enum Bench {
     },
 }
 
+/// Print a line; a closed stdout (a reader that went away) must not abort the run mid-way.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+macro_rules! out_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+        let _ = std::io::stdout().flush();
+    }};
+}
+
 fn resolve(t: &TopoArgs) -> Result<topology::Topology> {
     let size = Size { nodes: t.number_nodes, clients: t.number_clients };
     Ok(match (&t.topology, &t.topology_file) {
@@ -150,26 +166,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let network = Network::up(&t, &opts(topo.datapath, !topo.no_check))
                 .with_context(|| format!("bringing up topology {}", t.name))?;
             let tm = &network.timings;
-            print!("{}", net::describe(network.manifest()));
+            out_raw!("{}", net::describe(network.manifest()));
             let check = if topo.no_check {
                 "connectivity not checked".to_string()
             } else {
                 format!("{} host pairs reach each other over ICMP and TCP ({:.0} ms)", tm.pairs_checked, tm.check.as_secs_f64() * 1e3)
             };
-            println!(
+            out!(
                 "network '{}' ({}) up in {:.0} ms; {check}",
                 network.prefix(),
                 t.name,
                 started.elapsed().as_secs_f64() * 1e3
             );
             if hold {
-                println!("ready; holding the network until Ctrl-C or SIGTERM");
+                out!("ready; holding the network until Ctrl-C or SIGTERM");
                 signals::wait();
                 let removed = network.down()?;
-                println!("network '{}' torn down: removed {removed}", cli.prefix);
+                out!("network '{}' torn down: removed {removed}", cli.prefix);
             } else {
                 network.detach()?;
-                println!(
+                out!(
                     "left up: `reckon{} topo exec <host> -- <cmd>` runs in a host; `reckon{} topo down` removes it",
                     prefix_flag(&cli.prefix),
                     prefix_flag(&cli.prefix)
@@ -187,16 +203,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Topo(Topo::Down) => {
             let removed = net::down(&cli.prefix, &ovs)?;
-            println!("network '{}' torn down: removed {removed}", cli.prefix);
+            out!("network '{}' torn down: removed {removed}", cli.prefix);
         }
         Cmd::Topo(Topo::List) => {
             let prefixes = net::registry::prefixes();
             if prefixes.is_empty() {
-                println!("no reckon networks");
+                out!("no reckon networks");
             }
             for p in prefixes {
                 match net::registry::read(&p) {
-                    Ok(Some(m)) => println!(
+                    Ok(Some(m)) => out!(
                         "{p}: {} with {} hosts, {}",
                         m.topology.name,
                         m.topology.hosts.len(),
@@ -205,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             None => "left up by `reckon topo up`".into(),
                         }
                     ),
-                    _ => println!("{p}: unreadable manifest"),
+                    _ => out!("{p}: unreadable manifest"),
                 }
             }
         }
@@ -218,18 +234,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for c in &cleaned {
                 let what = if c.crashed { "leftovers of a crashed run" } else { "network left up" };
                 match &c.result {
-                    Ok(r) => println!("{}: removed {what}: {r}", c.prefix),
+                    Ok(r) => out!("{}: removed {what}: {r}", c.prefix),
                     Err(e) => {
                         failed = true;
-                        println!("{}: could not remove everything: {e}", c.prefix)
+                        out!("{}: could not remove everything: {e}", c.prefix)
                     }
                 }
             }
             for p in &skipped {
-                println!("{p}: skipped, owned by a running reckon process");
+                out!("{p}: skipped, owned by a running reckon process");
             }
             if cleaned.is_empty() && skipped.is_empty() {
-                println!("nothing to clean");
+                out!("nothing to clean");
             }
             if failed {
                 return Ok(ExitCode::FAILURE);
@@ -239,16 +255,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let findings = doctor::diagnose(&ovs);
             let mut ok = true;
             for f in &findings {
-                println!("{:<4} {:<13} {}", if f.ok { "ok" } else { "FAIL" }, f.what, f.detail);
+                out!("{:<4} {:<13} {}", if f.ok { "ok" } else { "FAIL" }, f.what, f.detail);
                 if let Some(fix) = &f.fix {
-                    println!("     {:<13} fix: {fix}", "");
+                    out!("     {:<13} {} {fix}", "", if f.ok { "tip:" } else { "fix:" });
                 }
                 ok &= f.ok;
             }
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Cmd::Bench(Bench::Net { repeat, datapath }) => {
-            println!(
+            out!(
                 "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
                 "case", "hosts", "up ms", "down ms", "total ms", "mininet ms", "speedup", "check ms"
             );
@@ -258,7 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(m) => (format!("{:.0}", m.as_secs_f64() * 1e3), format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64())),
                     None => ("-".into(), "-".into()),
                 };
-                println!(
+                out!(
                     "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1}",
                     b.case,
                     b.hosts,
@@ -270,7 +286,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     b.check.as_secs_f64() * 1e3
                 );
             })?;
-            println!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
+            out!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 const PORT: u16 = 7;
-const TIMEOUT: Duration = Duration::from_secs(3);
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A host to check: its name, its namespace and its address.
 pub struct Endpoint {

@@ -146,6 +146,23 @@ fn plan(prefix: &str, topo: &Topology) -> Result<Manifest, NetError> {
     Ok(Manifest { prefix: prefix.into(), owner: Some(std::process::id()), created_unix_ms, topology: topo.clone(), namespaces, veths, bridges })
 }
 
+/// The link group of a network's root-side links: the prefix read as a base-37 number (so two
+/// prefixes never share a group), offset past the small groups other software uses.
+pub fn link_group(prefix: &str) -> u32 {
+    let digit = |c: char| match c {
+        'a'..='z' => c as u32 - 'a' as u32 + 1,
+        '0'..='9' => c as u32 - '0' as u32 + 27,
+        _ => 0,
+    };
+    prefix.chars().fold(0u32, |acc, c| acc.wrapping_mul(37).wrapping_add(digit(c))).wrapping_add(1 << 20)
+}
+
+/// The MAC address of a host's interface: locally administered, then its IPv4 address.
+pub fn host_mac(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
 /// Root-side name of a host's link (also its port name on the switch).
 fn host_port(prefix: &str, h: &Host) -> String {
     format!("{prefix}-{}", h.name)
@@ -210,7 +227,7 @@ impl Network {
         if opts.check {
             check_interrupt()?;
             let t = Instant::now();
-            net.timings.pairs_checked = check::all_pairs(&net.endpoints()?)?;
+            net.timings.pairs_checked = net.check()?;
             net.timings.check = t.elapsed();
         }
         check_interrupt()?;
@@ -237,16 +254,18 @@ impl Network {
             .iter()
             .map(|(host, ns)| netns::open(ns).map_err(|source| NetError::Host { host: host.clone(), what: format!("open namespace {ns}"), source }))
             .collect::<Result<Vec<_>, _>>()?;
+        let group = link_group(&prefix);
         let mut reqs = Vec::new();
         let mut root_ends = Vec::new();
         for (h, fd) in topo.hosts.iter().zip(&fds) {
             let port = host_port(&prefix, h);
-            reqs.push(rtnl::Request::add_veth(&port, HOST_IFNAME, Some(std::os::fd::AsRawFd::as_raw_fd(fd))));
+            let ns_fd = Some(std::os::fd::AsRawFd::as_raw_fd(fd));
+            reqs.push(rtnl::Request::add_veth(&port, group, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
             root_ends.push(port);
         }
         for (k, l) in topo.links.iter().enumerate() {
             let (a, b) = switch_ports(&prefix, k, &l.a, &l.b);
-            reqs.push(rtnl::Request::add_veth(&a, &b, None));
+            reqs.push(rtnl::Request::add_veth(&a, group, &b, None, None));
             reqs.push(rtnl::Request::link_up(&b));
             root_ends.push(a);
             root_ends.push(b);
@@ -267,7 +286,7 @@ impl Network {
                 .hosts
                 .iter()
                 .zip(&fds)
-                .map(|(h, fd)| s.spawn(move || configure_host(h, fd, topo.prefix_len)))
+                .map(|(h, fd)| s.spawn(|| configure_host(h, fd, &topo)))
                 .collect();
             handles.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
@@ -294,6 +313,12 @@ impl Network {
         db.add_bridges(&bridges, datapath)?;
         self.timings.switches = t.elapsed();
         Ok(())
+    }
+
+    /// Check that every pair of hosts reaches each other over ICMP and TCP; returns the number
+    /// of pairs checked.
+    pub fn check(&self) -> Result<usize, NetError> {
+        Ok(check::all_pairs(&self.endpoints()?)?)
     }
 
     fn endpoints(&self) -> Result<Vec<check::Endpoint>, NetError> {
@@ -352,7 +377,10 @@ impl Drop for Network {
     }
 }
 
-fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, prefix_len: u8) -> Result<(), NetError> {
+/// Inside the host: checksum offload off, address on, link up, and a permanent ARP entry for
+/// every other host (no ARP storms when many hosts first talk at once, and a healed partition
+/// carries traffic at once instead of waiting for ARP to recover).
+fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, topo: &Topology) -> Result<(), NetError> {
     let err = |what: &str, source: io::Error| NetError::Host { host: h.name.clone(), what: what.into(), source };
     netns::in_netns(fd, || -> Result<(), NetError> {
         ethtool::Ethtool::open()
@@ -360,7 +388,11 @@ fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, prefix_len: u8) -> Result
             .map_err(|e| err("turn off tx checksum offload", e))?;
         let index = nix::net::if_::if_nametoindex(HOST_IFNAME).map_err(|e| err("find eth0", e.into()))?;
         let mut rt = rtnl::Rtnl::open().map_err(|e| err("open rtnetlink", e))?;
-        for r in rt.run_all(vec![rtnl::Request::add_ipv4(index, h.ip, prefix_len), rtnl::Request::link_up(HOST_IFNAME)]) {
+        let mut reqs = vec![rtnl::Request::add_ipv4(index, h.ip, topo.prefix_len), rtnl::Request::link_up(HOST_IFNAME)];
+        for other in topo.hosts.iter().filter(|o| o.name != h.name) {
+            reqs.push(rtnl::Request::add_neighbour(index, other.ip, host_mac(other.ip)));
+        }
+        for r in rt.run_all(reqs) {
             r.map_err(|e| err(&e.what, e.error))?;
         }
         Ok(())
@@ -387,6 +419,8 @@ pub fn command_in(m: &Manifest, host: &str, program: impl AsRef<std::ffi::OsStr>
 fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, NetError> {
     let mut removed = Removed::default();
     let mut problems = Vec::new();
+    let t0 = Instant::now();
+    removed.veths = m.veths.iter().filter(|v| link_exists(v)).count();
     // 1. Processes: a namespace is only freed (and its veths with it) once nothing holds it.
     for (host, ns) in &m.namespaces {
         match netns::kill_processes(ns, Duration::from_secs(2)) {
@@ -394,7 +428,52 @@ fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, Net
             Err(e) => problems.push(format!("host {host}: {e}")),
         }
     }
-    // 2. Switches, so ovs-vswitchd lets go of the ports.
+    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    // 3. Namespaces: the kernel then removes every host link in one batch.
+    for (host, ns) in &m.namespaces {
+        if netns::exists(ns) {
+            match netns::delete(ns) {
+                Ok(()) => removed.namespaces += 1,
+                Err(e) => problems.push(format!("host {host}: delete namespace {ns}: {e}")),
+            }
+        }
+    }
+    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    // 4. The remaining links (between switches), from the root side. They carry the network's
+    // link group, so one request removes them all, provided nothing else is in that group;
+    // otherwise they go one by one, by name.
+    let present: Vec<&String> = m.veths.iter().filter(|v| link_exists(v)).collect();
+    if !present.is_empty() {
+        let group = link_group(&m.prefix);
+        match rtnl::Rtnl::open() {
+            Ok(mut rt) => {
+                let only_ours = rt
+                    .links_in_group(group)
+                    .is_ok_and(|names| names.iter().all(|n| m.veths.contains(n)));
+                let reqs = if only_ours {
+                    vec![rtnl::Request::del_group(group)]
+                } else {
+                    present.iter().map(|v| rtnl::Request::del_link(v)).collect()
+                };
+                for r in rt.run_all(reqs) {
+                    match r {
+                        Err(e) if e.errno() != Some(libc::ENODEV) => problems.push(e.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("open rtnetlink: {e}")),
+        }
+    }
+    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    // Host links go when the kernel finishes destroying the namespaces: wait for that, so the
+    // next network with the same names can be built as soon as this returns.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.veths.iter().any(|v| link_exists(v)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // 5. Switches.
     if !m.bridges.is_empty() {
         match ovs.connect_or_start().and_then(|mut db| {
             let before = db.bridges()?;
@@ -408,33 +487,8 @@ fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, Net
             Err(e) => problems.push(format!("removing bridges: {e}")),
         }
     }
-    // 3. Links, from the root side (deleting one end removes its peer in the host).
-    let present: Vec<&String> = m.veths.iter().filter(|v| link_exists(v)).collect();
-    if !present.is_empty() {
-        match rtnl::Rtnl::open() {
-            Ok(mut rt) => {
-                let reqs = present.iter().map(|v| rtnl::Request::del_link(v)).collect();
-                for r in rt.run_all(reqs) {
-                    match r {
-                        Ok(()) => removed.veths += 1,
-                        Err(e) if e.errno() == Some(libc::ENODEV) => {}
-                        Err(e) => problems.push(e.to_string()),
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("open rtnetlink: {e}")),
-        }
-    }
-    // 4. Namespaces.
-    for (host, ns) in &m.namespaces {
-        if netns::exists(ns) {
-            match netns::delete(ns) {
-                Ok(()) => removed.namespaces += 1,
-                Err(e) => problems.push(format!("host {host}: delete namespace {ns}: {e}")),
-            }
-        }
-    }
-    // 5. Confirm, then forget.
+    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    // 6. Confirm, then forget.
     for v in m.veths.iter().filter(|v| link_exists(v)) {
         problems.push(format!("interface {v} still exists"));
     }

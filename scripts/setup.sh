@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install what reckon needs on Debian and start Open vSwitch. Idempotent: installs only what is
+# missing and starts OVS only if it is not running. Run as root (or it uses sudo).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the system
+# under test (etcd), tools used inside hosts (ping, tc, python3 for tests), and protoc for the
+# etcd client's build.
+PKGS=(openvswitch-switch etcd-server etcd-client iproute2 nftables iptables ethtool iputils-ping
+      procps protobuf-compiler python3 gcc make)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: Debian packages present"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found: install a Rust toolchain (rustup, Rust 1.85 or newer), then rerun" >&2
+  exit 1
+fi
+
+# Open vSwitch: start ovsdb-server and ovs-vswitchd unless both answer.
+OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
+running() {
+  $SUDO ovs-vsctl --timeout=5 show >/dev/null 2>&1 &&
+    [ -f /var/run/openvswitch/ovs-vswitchd.pid ] &&
+    $SUDO kill -0 "$(cat /var/run/openvswitch/ovs-vswitchd.pid)" 2>/dev/null
+}
+if running; then
+  echo "setup: Open vSwitch running"
+else
+  echo "setup: starting Open vSwitch"
+  # ovs-ctl complains when it cannot raise ulimits in a container; that is harmless.
+  $SUDO "$OVS_CTL" start 2>&1 | grep -v "ulimit" || true
+  if ! running; then
+    echo "setup: Open vSwitch did not start; see /var/log/openvswitch/ovs-vswitchd.log" >&2
+    exit 1
+  fi
+fi
