@@ -13,8 +13,14 @@ use reckon::topology::{self, Size, Topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reckon");
 
+/// Options for a test's network. Each test owns its prefix: leftovers of an earlier, crashed
+/// run of the same test are removed first (by `clean`, which only touches unowned networks).
 fn opts(prefix: &str) -> NetworkOptions {
-    NetworkOptions { prefix: prefix.into(), ..Default::default() }
+    let o = NetworkOptions { prefix: prefix.into(), ..Default::default() };
+    if net::validate_prefix(prefix).is_ok() {
+        net::clean(Some(prefix), &o.ovs).unwrap();
+    }
+    o
 }
 
 fn topo(name: &str, nodes: usize, clients: Option<usize>) -> Topology {
@@ -344,7 +350,15 @@ fn bad_input_is_refused_and_creates_nothing() {
 
 #[test]
 fn not_root_is_refused_and_creates_nothing() {
-    let o = Command::new(BIN)
+    // A copy of the binary that an unprivileged user can surely execute.
+    let dir = std::env::temp_dir().join(format!("reckon-test-nr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("reckon");
+    std::fs::copy(BIN, &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(&bin)
         .args(["--prefix", "tnr", "topo", "up", "wan"])
         .uid(65534)
         .gid(65534)

@@ -107,7 +107,15 @@ pub struct Removed {
 
 impl std::fmt::Display for Removed {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{} namespaces, {} veth pairs, {} bridges, {} processes", self.namespaces, self.veths, self.bridges, self.processes)
+        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {}, {}, {}",
+            n(self.namespaces, "namespace", "namespaces"),
+            n(self.veths, "veth pair", "veth pairs"),
+            n(self.bridges, "bridge", "bridges"),
+            n(self.processes, "process", "processes")
+        )
     }
 }
 
@@ -556,4 +564,42 @@ pub fn describe(m: &Manifest) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        for ok in ["rk", "a", "abc123", "z9"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Rk", "1rk", "abcdefg", "r-k", "rk!"] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_groups_differ_between_prefixes() {
+        let all = ["rk", "rk1", "rka", "a", "b", "aa", "zzzzzz", "a00000", "tcy", "tcya"];
+        let groups: std::collections::HashSet<u32> = all.iter().map(|p| link_group(p)).collect();
+        assert_eq!(groups.len(), all.len());
+        assert!(all.iter().all(|p| link_group(p) > 1 << 20));
+    }
+
+    #[test]
+    fn macs_are_local_and_follow_the_address() {
+        assert_eq!(host_mac("10.0.1.3".parse().unwrap()), [2, 0, 10, 0, 1, 3]);
+    }
+
+    #[test]
+    fn plan_names_everything_after_the_prefix() {
+        let t = crate::topology::builtin("wan", crate::topology::Size { nodes: 3, clients: None }).unwrap();
+        let m = plan("rk", &t).unwrap();
+        assert_eq!(m.netns_of("h1"), Some("rk-h1"));
+        assert!(m.veths.contains(&"rk-mc3".to_string()) && m.veths.contains(&"rk-s2-s1".to_string()));
+        assert_eq!(m.bridges, ["rk-s1", "rk-s2", "rk-s3", "rk-s4"]);
+        assert_eq!(switch_ports("abcdef", 7, "longname", "other"), ("abcdef-L7a".into(), "abcdef-L7b".into()));
+    }
 }

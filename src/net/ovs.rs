@@ -100,7 +100,7 @@ impl OvsConfig {
                 return Ok(db);
             }
         }
-        tracing::info!("starting Open vSwitch with {} start", self.ctl.display());
+        tracing::warn!("Open vSwitch is not running; starting it with `{} start`", self.ctl.display());
         let out = Command::new(&self.ctl).arg("start").output();
         let detail = match out {
             Err(e) => format!("could not run {}: {e}", self.ctl.display()),

@@ -8,6 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,8 @@ impl Manifest {
 /// A claim on a prefix: holds its lock for as long as it lives.
 pub struct Claim {
     pub prefix: String,
-    lock: File,
+    /// Held for its `flock`; released when the claim is dropped.
+    _lock: File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,15 +67,26 @@ fn lock_path(prefix: &str) -> PathBuf {
     dir().join(format!("{prefix}.lock"))
 }
 
+/// Lock the prefix's lock file; `None` if another process holds it. The lock file is removed
+/// with the network, so after locking make sure the file we locked is still the one at the path
+/// (another process may have removed it in between), and start again if not.
 fn try_lock(prefix: &str) -> io::Result<Option<File>> {
     fs::create_dir_all(dir())?;
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(lock_path(prefix))?;
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        Ok(Some(f))
-    } else {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(e) }
+    let path = lock_path(prefix);
+    loop {
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(e) };
+        }
+        let same = match fs::metadata(&path) {
+            Ok(m) => m.ino() == f.metadata()?.ino(),
+            Err(_) => false,
+        };
+        if same {
+            return Ok(Some(f));
+        }
     }
 }
 
@@ -97,6 +110,16 @@ pub fn prefixes() -> Vec<String> {
     v
 }
 
+impl Drop for Claim {
+    /// With no network recorded under the prefix, its lock file goes too (removed while still
+    /// locked; see `try_lock`). A detached network keeps its manifest and so its lock file.
+    fn drop(&mut self) {
+        if !manifest_path(&self.prefix).exists() {
+            let _ = fs::remove_file(lock_path(&self.prefix));
+        }
+    }
+}
+
 impl Claim {
     /// Claim `prefix` for a new network: fails if a live process owns it or leftovers remain.
     pub fn new(prefix: &str) -> Result<Claim, ClaimError> {
@@ -107,7 +130,7 @@ impl Claim {
             return Err(ClaimError::InUse { prefix: prefix.into(), pid: existing.and_then(|m| m.owner) });
         };
         match existing {
-            None => Ok(Claim { prefix: prefix.into(), lock }),
+            None => Ok(Claim { prefix: prefix.into(), _lock: lock }),
             Some(m) if m.owner.is_none() => Err(ClaimError::Detached { prefix: prefix.into() }),
             Some(m) => Err(ClaimError::Leftovers { prefix: prefix.into(), pid: m.owner }),
         }
@@ -118,7 +141,7 @@ impl Claim {
     pub fn take_over(prefix: &str) -> io::Result<Option<(Claim, Option<Manifest>)>> {
         let Some(lock) = try_lock(prefix)? else { return Ok(None) };
         let m = read(prefix)?;
-        Ok(Some((Claim { prefix: prefix.into(), lock }, m)))
+        Ok(Some((Claim { prefix: prefix.into(), _lock: lock }, m)))
     }
 
     /// Record the manifest (atomically: write a temporary file, then rename).
@@ -128,15 +151,11 @@ impl Claim {
         fs::rename(&tmp, manifest_path(&self.prefix))
     }
 
-    /// Forget the network: its manifest goes (the lock file stays, empty and unlocked).
+    /// Forget the network: its manifest goes (the lock file goes when the claim is dropped).
     pub fn remove(&self) -> io::Result<()> {
         match fs::remove_file(manifest_path(&self.prefix)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
-    }
-
-    pub fn lock_fd(&self) -> i32 {
-        self.lock.as_raw_fd()
     }
 }
