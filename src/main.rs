@@ -162,6 +162,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Topo(Topo::Up { topo, hold }) => {
             let t = resolve(&topo)?;
+            eprintln!(
+                "reckon: bringing up {} as '{}': {} hosts, {} switches{}…",
+                t.name,
+                cli.prefix,
+                t.hosts.len(),
+                t.switches.len(),
+                if topo.no_check { "" } else { ", then checking every pair of hosts over ICMP and TCP" }
+            );
             let started = std::time::Instant::now();
             let network = Network::up(&t, &opts(topo.datapath, !topo.no_check))
                 .with_context(|| format!("bringing up topology {}", t.name))?;
@@ -199,7 +207,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
             let mut cmd = net::command_in(&m, &host, &command[0])?;
             let status = cmd.args(&command[1..]).status().with_context(|| format!("running {} in host {host}", command[0]))?;
-            return Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8));
+            // The command's own exit code, or 128 + signal like a shell.
+            let code = status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
+            return Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8));
         }
         Cmd::Topo(Topo::Down) => {
             let removed = net::down(&cli.prefix, &ovs)?;
@@ -287,6 +297,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             })?;
             out!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
+            let rcu = std::fs::read_to_string("/sys/kernel/rcu_expedited").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+            out!("kernel: rcu_expedited={rcu} (teardown is mostly ovs-vswitchd waiting one RCU grace period per port it removes; see `reckon doctor`)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -234,6 +234,7 @@ impl Network {
         net.build(&mut db, opts.datapath)?;
         if opts.check {
             check_interrupt()?;
+            tracing::info!("checking {} host pairs over ICMP and TCP", topo.hosts.len() * (topo.hosts.len() - 1) / 2);
             let t = Instant::now();
             net.timings.pairs_checked = net.check()?;
             net.timings.check = t.elapsed();
@@ -248,6 +249,7 @@ impl Network {
 
         check_interrupt()?;
         let t = Instant::now();
+        tracing::info!("creating {} namespaces", self.manifest.namespaces.len());
         for (host, ns) in &self.manifest.namespaces {
             netns::create(ns).map_err(|source| NetError::Host { host: host.clone(), what: format!("create namespace {ns}"), source })?;
         }
@@ -255,6 +257,7 @@ impl Network {
 
         // Links: veth pairs from the root namespace, host ends created inside their hosts.
         check_interrupt()?;
+        tracing::info!("creating {} links", topo.hosts.len() + topo.links.len());
         let t = Instant::now();
         let fds = self
             .manifest
@@ -303,6 +306,7 @@ impl Network {
 
         // Switches: every bridge and port in one OVSDB transaction.
         check_interrupt()?;
+        tracing::info!("creating {} switches ({} datapath)", topo.switches.len(), match datapath.resolve() { Datapath::Kernel => "kernel", _ => "userspace" });
         let t = Instant::now();
         let mut bridges: Vec<ovs::BridgeSpec> = topo
             .switches
