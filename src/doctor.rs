@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::net::{self, netns, ovs};
+use crate::net::{self, ovs};
 
 /// One finding.
 pub struct Finding {
@@ -63,11 +63,15 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
     ));
 
     if root {
-        let (present, detail) = netem_present();
+        let (present, detail) = crate::net::impair::netem_probe();
         out.push(finding(
             "netem",
             true,
-            if present { "sch_netem present: link impairment can use tc netem".to_string() } else { format!("sch_netem absent ({detail}): link impairment will use reckon's userspace engine") },
+            if present {
+                "sch_netem present: --impair-backend auto uses tc netem".to_string()
+            } else {
+                format!("sch_netem absent ({detail}): --impair-backend auto uses reckon's userspace engine")
+            },
             None,
         ));
     }
@@ -94,24 +98,3 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
     out
 }
 
-/// Try a netem qdisc on `lo` of a throwaway namespace of our own.
-fn netem_present() -> (bool, String) {
-    let ns = format!("reckon-doctor-{}", std::process::id());
-    if let Err(e) = netns::create(&ns) {
-        return (false, format!("could not create a test namespace: {e}"));
-    }
-    let result = netns::open(&ns).and_then(|fd| {
-        let mut cmd = Command::new("tc");
-        cmd.args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || netns::enter(&fd));
-        }
-        cmd.output()
-    });
-    let _ = netns::delete(&ns);
-    match result {
-        Ok(o) if o.status.success() => (true, String::new()),
-        Ok(o) => (false, String::from_utf8_lossy(&o.stderr).trim().to_string()),
-        Err(e) => (false, format!("could not run tc: {e}")),
-    }
-}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use reckon::net::{self, Datapath, Network, NetworkOptions, OvsConfig};
+use reckon::net::{self, impair, Datapath, Network, NetworkOptions, OvsConfig};
 use reckon::topology::{self, Size};
 use reckon::{bench, doctor, signals};
 
@@ -44,6 +44,9 @@ enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(Bench),
+    /// The userspace impairment engine of one network (started by reckon itself).
+    #[command(name = "__impair-engine", hide = true)]
+    ImpairEngine { spec: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +70,30 @@ enum Topo {
     },
     /// Tear down the network left up by `reckon topo up`.
     Down,
+    /// Change a link's impairment while the network is up, e.g.
+    /// `reckon topo impair s2-s1 --latency 50 --loss 5`. Links are named by host (its link to
+    /// its switch) or `a-b` between switches. Values are per link and direction, not end-to-end.
+    Impair {
+        /// The link: a host name, or `a-b` for a link between switches.
+        link: String,
+        /// One-way delay in ms.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        latency: f64,
+        /// Delay standard deviation in ms (at most the latency).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        jitter: f64,
+        /// Loss in percent.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        loss: f64,
+        /// Let jitter reorder packets.
+        #[arg(long)]
+        reorder: bool,
+        /// Which direction: forward (host -> switch, or a -> b), back, or both.
+        #[arg(long, value_enum, default_value_t = Direction::Both)]
+        direction: Direction,
+    },
+    /// Show every link's impairment and, with the userspace engine, its packet counters.
+    Links,
     /// List the reckon networks on this machine.
     List,
 }
@@ -91,6 +118,51 @@ struct TopoArgs {
     /// Skip the all-pairs ICMP+TCP connectivity check.
     #[arg(long)]
     no_check: bool,
+    #[command(flatten)]
+    impair: ImpairArgs,
+}
+
+/// reckon's link flags: end-to-end figures between two hosts (see README, "Link impairment").
+#[derive(Args, Clone)]
+struct ImpairArgs {
+    /// One-way host-to-host delay in ms (wan: between data centres; none inside one).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    link_latency: f64,
+    /// Delay standard deviation as a fraction of --link-latency (reckon's meaning), 0 to 1.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    link_jitter: f64,
+    /// One-way host-to-host packet loss in percent, 0 to 100.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    link_loss: f64,
+    /// Seed of the jitter and loss draws: the same seed drops the same packets.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// What applies impairment: auto picks netem when the kernel has sch_netem.
+    #[arg(long, value_enum, default_value_t = impair::Backend::Auto)]
+    impair_backend: impair::Backend,
+    /// Give every link an impairment engine so any link can be impaired later with
+    /// `reckon topo impair` (userspace backend; netem can always).
+    #[arg(long)]
+    impairable_all_links: bool,
+}
+
+impl ImpairArgs {
+    fn options(&self) -> impair::ImpairOptions {
+        impair::ImpairOptions {
+            latency_ms: self.link_latency,
+            jitter: self.link_jitter,
+            loss_pct: self.link_loss,
+            seed: self.seed,
+            backend: self.impair_backend,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Direction {
+    Forward,
+    Back,
+    Both,
 }
 
 #[derive(Subcommand)]
@@ -158,7 +230,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let ovs = OvsConfig::default();
     net::validate_prefix(&cli.prefix)?;
-    let opts = |datapath, check| NetworkOptions { prefix: cli.prefix.clone(), datapath, check, ovs: ovs.clone() };
+    let opts = |datapath, check| NetworkOptions { prefix: cli.prefix.clone(), datapath, check, ovs: ovs.clone(), ..Default::default() };
     match cli.command {
         Cmd::Topo(Topo::Up { topo, hold }) => {
             let t = resolve(&topo)?;
@@ -171,8 +243,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if topo.no_check { "" } else { ", then checking every pair of hosts over ICMP and TCP" }
             );
             let started = std::time::Instant::now();
-            let network = Network::up(&t, &opts(topo.datapath, !topo.no_check))
-                .with_context(|| format!("bringing up topology {}", t.name))?;
+            let options = NetworkOptions {
+                impair: topo.impair.options(),
+                impairable_all: topo.impair.impairable_all_links,
+                ..opts(topo.datapath, !topo.no_check)
+            };
+            let network = Network::up(&t, &options).with_context(|| format!("bringing up topology {}", t.name))?;
             let tm = &network.timings;
             out_raw!("{}", net::describe(network.manifest()));
             let check = if topo.no_check {
@@ -210,6 +286,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // The command's own exit code, or 128 + signal like a shell.
             let code = status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
             return Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8));
+        }
+        Cmd::Topo(Topo::Impair { link, latency, jitter, loss, reorder, direction }) => {
+            net::require_root()?;
+            let mut m = net::registry::read(&cli.prefix)
+                .context("reading the run registry")?
+                .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
+            let i = impair::Impairment { latency_ms: latency, jitter_ms: jitter, loss_pct: loss, reorder };
+            let (f, b) = match direction {
+                Direction::Forward => (Some(i), None),
+                Direction::Back => (None, Some(i)),
+                Direction::Both => (Some(i), Some(i)),
+            };
+            net::set_impairment(&mut m, &link, f, b)?;
+            net::registry::rewrite(&m).context("recording the change")?;
+            out!("link {link}: {i} ({})", match direction { Direction::Forward => "forward", Direction::Back => "back", Direction::Both => "both directions" });
+        }
+        Cmd::Topo(Topo::Links) => {
+            net::require_root()?;
+            let m = net::registry::read(&cli.prefix)
+                .context("reading the run registry")?
+                .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
+            let stats = net::impairment_stats(&m)?;
+            out!("backend: {}", match m.impair_backend { None => "none (no link impaired)".to_string(), Some(b) => format!("{b:?}").to_lowercase() });
+            for li in &m.impairments {
+                out!("{:<10} forward {:<28} back {}", li.link, li.forward.to_string(), li.back);
+                for d in stats.iter().filter(|d| d.link == li.link) {
+                    out!(
+                        "{:<10}   {:<7} received {:>9}  dropped {:>8}  sent {:>9}",
+                        "",
+                        if d.forward { "forward" } else { "back" },
+                        d.received,
+                        d.dropped,
+                        d.sent
+                    );
+                }
+            }
+        }
+        Cmd::ImpairEngine { spec } => {
+            let text = std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
+            let spec: net::engine::EngineSpec = serde_json::from_slice(&text).context("engine spec")?;
+            net::engine::run(&spec).context("impairment engine")?;
         }
         Cmd::Topo(Topo::Down) => {
             let removed = net::down(&cli.prefix, &ovs)?;

@@ -6,7 +6,9 @@
 //! dropped — on normal return, on error, on panic, and after Ctrl-C/SIGTERM (see `crate::signals`).
 
 pub mod check;
+pub mod engine;
 pub mod ethtool;
+pub mod impair;
 pub mod netns;
 pub mod ovs;
 pub mod registry;
@@ -14,7 +16,8 @@ pub mod rtnl;
 
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use ovs::{Datapath, OvsConfig};
@@ -58,6 +61,10 @@ pub enum NetError {
     Owned { prefix: String, pid: Option<u32> },
     #[error("run registry: {0}")]
     Registry(io::Error),
+    #[error("{0}")]
+    Impair(String),
+    #[error("the impairment engine did not start: {0}")]
+    Engine(String),
     #[error("teardown left things behind:\n  {}", .0.join("\n  "))]
     Teardown(Vec<String>),
 }
@@ -71,11 +78,27 @@ pub struct NetworkOptions {
     /// Run the all-pairs ICMP+TCP check before handing the network out.
     pub check: bool,
     pub ovs: OvsConfig,
+    /// Link impairment (the `--link-*` flags, `--seed`, `--impair-backend`).
+    pub impair: impair::ImpairOptions,
+    /// Give every link an impairment engine, impaired or not, so any can be impaired later
+    /// (userspace backend; netem can impair any link anyway).
+    pub impairable_all: bool,
+    /// The `reckon` binary that runs the userspace engine (default: this program, or the
+    /// `reckon` beside it; `RECKON_BIN` overrides).
+    pub engine_bin: Option<PathBuf>,
 }
 
 impl Default for NetworkOptions {
     fn default() -> Self {
-        NetworkOptions { prefix: DEFAULT_PREFIX.into(), datapath: Datapath::Auto, check: true, ovs: OvsConfig::default() }
+        NetworkOptions {
+            prefix: DEFAULT_PREFIX.into(),
+            datapath: Datapath::Auto,
+            check: true,
+            ovs: OvsConfig::default(),
+            impair: impair::ImpairOptions::default(),
+            impairable_all: false,
+            engine_bin: None,
+        }
     }
 }
 
@@ -131,7 +154,8 @@ pub fn validate_prefix(p: &str) -> Result<(), NetError> {
 }
 
 /// The names a topology gets under a prefix.
-fn plan(prefix: &str, topo: &Topology) -> Result<Manifest, NetError> {
+fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest, NetError> {
+    opts.impair.validate().map_err(NetError::Impair)?;
     let fits = |name: String, what: String| {
         if name.len() > IFNAMSIZ_MAX { Err(NetError::NameTooLong { name, what }) } else { Ok(name) }
     };
@@ -140,10 +164,29 @@ fn plan(prefix: &str, topo: &Topology) -> Result<Manifest, NetError> {
     for h in &topo.hosts {
         veths.push(fits(host_port(prefix, h), format!("link of host {}", h.name))?);
     }
+    let impairments = impair::plan(topo, &opts.impair);
+    let impaired = impairments.iter().any(|l| !l.forward.is_none() || !l.back.is_none());
+    let impair_backend = match (impaired || opts.impairable_all, opts.impair.backend) {
+        (false, _) => None,
+        (true, impair::Backend::Auto) => Some(if impair::netem_available() { impair::Backend::Netem } else { impair::Backend::Userspace }),
+        (true, b) => Some(b),
+    };
+    let split: Vec<String> = match impair_backend {
+        Some(impair::Backend::Userspace) => impairments
+            .iter()
+            .filter(|l| opts.impairable_all || !l.forward.is_none() || !l.back.is_none())
+            .map(|l| l.link.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     for (k, l) in topo.links.iter().enumerate() {
         let (a, b) = switch_ports(prefix, k, &l.a, &l.b);
-        fits(b, format!("link {} - {}", l.b, l.a))?;
+        let b = fits(b, format!("link {} - {}", l.b, l.a))?;
         veths.push(fits(a, format!("link {} - {}", l.a, l.b))?);
+        if split.contains(&l.name()) {
+            // Split: the far end is its own pair's root end.
+            veths.push(b);
+        }
     }
     let bridges = topo
         .switches
@@ -151,7 +194,19 @@ fn plan(prefix: &str, topo: &Topology) -> Result<Manifest, NetError> {
         .map(|s| fits(format!("{prefix}-{}", s.name), format!("switch {}", s.name)))
         .collect::<Result<_, _>>()?;
     let created_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    Ok(Manifest { prefix: prefix.into(), owner: Some(std::process::id()), created_unix_ms, topology: topo.clone(), namespaces, veths, bridges })
+    Ok(Manifest {
+        prefix: prefix.into(),
+        owner: Some(std::process::id()),
+        created_unix_ms,
+        topology: topo.clone(),
+        namespaces,
+        veths,
+        bridges,
+        link_netns: (!split.is_empty()).then(|| format!("{prefix}.links")),
+        impair_backend,
+        impairments,
+        split,
+    })
 }
 
 /// The link group of a network's root-side links: the prefix read as a base-37 number (so two
@@ -169,6 +224,16 @@ pub fn link_group(prefix: &str) -> u32 {
 pub fn host_mac(ip: std::net::Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+/// Inner ends of a split host link, in the link namespace: towards the host, towards the switch.
+fn inner_host_ends(h: &Host) -> (String, String) {
+    (format!("{}.h", h.name), format!("{}.s", h.name))
+}
+
+/// Inner ends of the k-th split switch link: towards switch a, towards switch b.
+fn inner_switch_ends(k: usize) -> (String, String) {
+    (format!("L{k}.a"), format!("L{k}.b"))
 }
 
 /// Root-side name of a host's link (also its port name on the switch).
@@ -202,6 +267,8 @@ pub struct Network {
     /// Tear down on drop (false once detached or torn down).
     owned: bool,
     pub timings: Timings,
+    /// The userspace impairment engine, if this process started one.
+    engine: Option<std::process::Child>,
 }
 
 impl Network {
@@ -210,11 +277,11 @@ impl Network {
     pub fn up(topo: &Topology, opts: &NetworkOptions) -> Result<Network, NetError> {
         require_root()?;
         validate_prefix(&opts.prefix)?;
-        let manifest = plan(&opts.prefix, topo)?;
+        let manifest = plan(&opts.prefix, topo, opts)?;
         let mut db = opts.ovs.connect_or_start()?;
         let claim = Claim::new(&opts.prefix)?;
         // Names we are about to create must be free: never adopt what someone else made.
-        for (_, ns) in &manifest.namespaces {
+        for ns in manifest.namespaces.iter().map(|(_, ns)| ns).chain(&manifest.link_netns) {
             if netns::exists(ns) {
                 return Err(NetError::Exists(format!("network namespace {ns}")));
             }
@@ -230,8 +297,9 @@ impl Network {
             return Err(NetError::Exists(format!("Open vSwitch bridge {b}")));
         }
         claim.write(&manifest).map_err(NetError::Registry)?;
-        let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default() };
+        let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default(), engine: None };
         net.build(&mut db, opts.datapath)?;
+        net.start_impairment(opts)?;
         if opts.check {
             check_interrupt()?;
             tracing::info!("checking {} host pairs over ICMP and TCP", topo.hosts.len() * (topo.hosts.len() - 1) / 2);
@@ -266,18 +334,44 @@ impl Network {
             .map(|(host, ns)| netns::open(ns).map_err(|source| NetError::Host { host: host.clone(), what: format!("open namespace {ns}"), source }))
             .collect::<Result<Vec<_>, _>>()?;
         let group = link_group(&prefix);
+        let split = |name: &str| self.manifest.split.iter().any(|s| s == name);
+        // A split link's inner ends live in the link namespace, with the engine between them.
+        let links_fd = match &self.manifest.link_netns {
+            Some(ns) => {
+                netns::create(ns).map_err(|source| NetError::Host { host: "links".into(), what: format!("create namespace {ns}"), source })?;
+                Some(netns::open(ns).map_err(|source| NetError::Host { host: "links".into(), what: format!("open namespace {ns}"), source })?)
+            }
+            None => None,
+        };
+        let lfd = links_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let mut reqs = Vec::new();
+        let mut inner_reqs = Vec::new();
         let mut root_ends = Vec::new();
+        let mut inner_ends = Vec::new();
         for (h, fd) in topo.hosts.iter().zip(&fds) {
             let port = host_port(&prefix, h);
             let ns_fd = Some(std::os::fd::AsRawFd::as_raw_fd(fd));
-            reqs.push(rtnl::Request::add_veth(&port, group, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
+            if split(&h.name) {
+                let (to_host, to_switch) = inner_host_ends(h);
+                reqs.push(rtnl::Request::add_veth(&port, group, &to_switch, lfd, None));
+                inner_reqs.push(rtnl::Request::add_veth(&to_host, 0, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
+                inner_ends.extend([to_host, to_switch]);
+            } else {
+                reqs.push(rtnl::Request::add_veth(&port, group, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
+            }
             root_ends.push(port);
         }
         for (k, l) in topo.links.iter().enumerate() {
             let (a, b) = switch_ports(&prefix, k, &l.a, &l.b);
-            reqs.push(rtnl::Request::add_veth(&a, group, &b, None, None));
-            reqs.push(rtnl::Request::link_up(&b));
+            if split(&l.name()) {
+                let (ia, ib) = inner_switch_ends(k);
+                reqs.push(rtnl::Request::add_veth(&a, group, &ia, lfd, None));
+                reqs.push(rtnl::Request::add_veth(&b, group, &ib, lfd, None));
+                inner_ends.extend([ia, ib]);
+            } else {
+                reqs.push(rtnl::Request::add_veth(&a, group, &b, None, None));
+                reqs.push(rtnl::Request::link_up(&b));
+            }
             root_ends.push(a);
             root_ends.push(b);
         }
@@ -286,6 +380,22 @@ impl Network {
         let eth = ethtool::Ethtool::open().map_err(|source| NetError::Host { host: "root".into(), what: "open ethtool socket".into(), source })?;
         for end in &root_ends {
             eth.tx_checksum_off(end).map_err(|source| NetError::Host { host: "root".into(), what: format!("configure {end}"), source })?;
+        }
+        if let Some(fd) = &links_fd {
+            let err = |what: String, source: io::Error| NetError::Host { host: "links".into(), what, source };
+            netns::in_netns(fd, || -> Result<(), NetError> {
+                let mut rt = rtnl::Rtnl::open().map_err(|e| err("open rtnetlink".into(), e))?;
+                inner_reqs.extend(inner_ends.iter().map(|e| rtnl::Request::link_up(e)));
+                for r in rt.run_all(inner_reqs) {
+                    r?;
+                }
+                let eth = ethtool::Ethtool::open().map_err(|e| err("open ethtool socket".into(), e))?;
+                for end in &inner_ends {
+                    eth.tx_checksum_off(end).map_err(|e| err(format!("configure {end}"), e))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| err("enter namespace".into(), e))??;
         }
         self.timings.links = t.elapsed();
 
@@ -325,6 +435,38 @@ impl Network {
         db.add_bridges(&bridges, datapath)?;
         self.timings.switches = t.elapsed();
         Ok(())
+    }
+
+    /// Apply the planned impairment: start the userspace engine, or set netem qdiscs.
+    fn start_impairment(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
+        match self.manifest.impair_backend {
+            None => Ok(()),
+            Some(impair::Backend::Userspace) => {
+                check_interrupt()?;
+                tracing::info!("starting the userspace impairment engine for {} links", self.manifest.split.len());
+                self.engine = Some(start_engine(&self.manifest, opts)?);
+                Ok(())
+            }
+            Some(_) => {
+                for li in self.manifest.impairments.clone() {
+                    if !li.forward.is_none() || !li.back.is_none() {
+                        apply_netem(&self.manifest, &li)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Change a link's impairment while the network runs (either direction left `None` stays).
+    pub fn set_impairment(&mut self, link: &str, forward: Option<impair::Impairment>, back: Option<impair::Impairment>) -> Result<(), NetError> {
+        set_impairment(&mut self.manifest, link, forward, back)?;
+        self.claim.write(&self.manifest).map_err(NetError::Registry)
+    }
+
+    /// The userspace engine's counters per link direction (empty with netem or no impairment).
+    pub fn impairment_stats(&self) -> Result<Vec<engine::DirStats>, NetError> {
+        impairment_stats(&self.manifest)
     }
 
     /// Check that every pair of hosts reaches each other over ICMP and TCP; returns the number
@@ -368,13 +510,23 @@ impl Network {
         self.manifest.owner = None;
         self.claim.write(&self.manifest).map_err(NetError::Registry)?;
         self.owned = false;
+        self.engine = None;
         Ok(self.manifest.clone())
     }
 
     /// Tear down now, reporting what was removed and any failure.
     pub fn down(mut self) -> Result<Removed, NetError> {
         self.owned = false;
-        teardown(&self.claim, &self.manifest, &self.ovs)
+        let r = teardown(&self.claim, &self.manifest, &self.ovs);
+        self.reap_engine();
+        r
+    }
+
+    /// Collect the engine's exit status (teardown stopped it).
+    fn reap_engine(&mut self) {
+        if let Some(mut c) = self.engine.take() {
+            let _ = c.wait();
+        }
     }
 }
 
@@ -385,6 +537,7 @@ impl Drop for Network {
             if let Err(e) = teardown(&self.claim, &self.manifest, &self.ovs) {
                 eprintln!("reckon: tearing down network '{}': {e}", self.manifest.prefix);
             }
+            self.reap_engine();
         }
     }
 }
@@ -412,6 +565,162 @@ fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, topo: &Topology) -> Resul
     .map_err(|e| err("enter namespace", e))?
 }
 
+/// The `reckon` binary to run the engine: `RECKON_BIN`, this program if it is reckon, or the
+/// `reckon` next to it or one directory up (a test binary in target/*/deps).
+fn engine_bin(opts: &NetworkOptions) -> PathBuf {
+    if let Some(b) = &opts.engine_bin {
+        return b.clone();
+    }
+    if let Some(b) = std::env::var_os("RECKON_BIN") {
+        return b.into();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "reckon") {
+            return exe;
+        }
+        if let Some(dir) = exe.parent() {
+            for cand in [dir.join("reckon"), dir.join("../reckon")] {
+                if cand.is_file() {
+                    return cand;
+                }
+            }
+        }
+    }
+    "reckon".into()
+}
+
+/// Start `reckon __impair-engine` inside the link namespace, detached from our session, and wait
+/// for its `ready`.
+fn start_engine(m: &Manifest, opts: &NetworkOptions) -> Result<std::process::Child, NetError> {
+    let (spec_path, control, log_path) = registry::engine_paths(&m.prefix);
+    let links = m
+        .impairments
+        .iter()
+        .filter(|li| m.split.contains(&li.link))
+        .map(|li| {
+            let ends = match m.topology.host(&li.link) {
+                Some(h) => inner_host_ends(h),
+                None => {
+                    let k = m.topology.links.iter().position(|l| l.name() == li.link).expect("planned link");
+                    inner_switch_ends(k)
+                }
+            };
+            engine::EngineLink { link: li.link.clone(), ends: [ends.0, ends.1], forward: li.forward, back: li.back }
+        })
+        .collect();
+    let spec = engine::EngineSpec { seed: opts.impair.seed, control, links };
+    let fail = |e: String| NetError::Engine(e);
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec).map_err(|e| fail(e.to_string()))?).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
+    let log = std::fs::File::create(&log_path).map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
+    let ns = netns::open(m.link_netns.as_deref().unwrap_or_default()).map_err(|e| fail(format!("open link namespace: {e}")))?;
+    let bin = engine_bin(opts);
+    let mut cmd = Command::new(&bin);
+    cmd.arg("__impair-engine").arg(&spec_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    unsafe {
+        cmd.pre_exec(move || {
+            netns::enter(&ns)?;
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| fail(format!("could not run {}: {e}", bin.display())))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = io::BufRead::read_line(&mut io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(line) if line.trim() == "ready" => Ok(child),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let why = if other.is_err() { "no answer within 10 s".to_string() } else { "it exited".to_string() };
+            Err(fail(format!("{why}; its log ({}):\n{}", log_path.display(), log.trim())))
+        }
+    }
+}
+
+/// The devices whose egress carries a link's forward and back directions with netem, and the
+/// namespace of each (`None`: root).
+fn netem_devices(m: &Manifest, link: &str) -> Option<[(String, Option<String>); 2]> {
+    if let Some(h) = m.topology.host(link) {
+        let ns = m.netns_of(&h.name).map(String::from);
+        return Some([(HOST_IFNAME.to_string(), ns), (host_port(&m.prefix, h), None)]);
+    }
+    let k = m.topology.links.iter().position(|l| l.name() == link)?;
+    let l = &m.topology.links[k];
+    let (a, b) = switch_ports(&m.prefix, k, &l.a, &l.b);
+    Some([(a, None), (b, None)])
+}
+
+fn apply_netem(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
+    let devs = netem_devices(m, &li.link).ok_or_else(|| NetError::Impair(format!("no link named '{}'", li.link)))?;
+    for ((dev, ns), imp) in devs.iter().zip([li.forward, li.back]) {
+        let args = impair::netem_args(dev, &imp);
+        let mut cmd = Command::new("tc");
+        cmd.args(&args);
+        if let Some(ns) = ns {
+            let fd = netns::open(ns).map_err(|e| NetError::Impair(format!("open namespace {ns}: {e}")))?;
+            unsafe {
+                cmd.pre_exec(move || netns::enter(&fd));
+            }
+        }
+        let o = cmd.output().map_err(|e| NetError::Impair(format!("could not run tc: {e}")))?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        // Removing a qdisc that is not there is fine.
+        if !o.status.success() && !(imp.is_none() && stderr.contains("No such file")) {
+            return Err(NetError::Impair(format!("tc {}: {}", args.join(" "), stderr.trim())));
+        }
+    }
+    Ok(())
+}
+
+/// Change a link's impairment in a live network described by `m` (and record it in `m`).
+pub fn set_impairment(m: &mut Manifest, link: &str, forward: Option<impair::Impairment>, back: Option<impair::Impairment>) -> Result<(), NetError> {
+    for i in [forward, back].iter().flatten() {
+        i.validate().map_err(NetError::Impair)?;
+    }
+    let known = || m.impairments.iter().map(|l| l.link.as_str()).collect::<Vec<_>>().join(", ");
+    let Some(idx) = m.impairments.iter().position(|l| l.link == link) else {
+        return Err(NetError::Impair(format!("no link named '{link}'; links: {}", known())));
+    };
+    let mut li = m.impairments[idx].clone();
+    li.forward = forward.unwrap_or(li.forward);
+    li.back = back.unwrap_or(li.back);
+    match m.impair_backend {
+        Some(impair::Backend::Userspace) => {
+            let (_, control, _) = registry::engine_paths(&m.prefix);
+            let r = engine::request(&control, &engine::Request::Set { link: link.into(), forward, back })
+                .map_err(|e| NetError::Impair(format!("impairment engine at {}: {e}", control.display())))?;
+            if !r.ok {
+                return Err(NetError::Impair(r.error.unwrap_or_default()));
+            }
+        }
+        Some(_) => apply_netem(m, &li)?,
+        None => {
+            return Err(NetError::Impair(format!(
+                "network '{}' was built without impairment; build it with a --link-* flag (or impairable links) to change link {link} later",
+                m.prefix
+            )))
+        }
+    }
+    m.impairments[idx] = li;
+    Ok(())
+}
+
+/// The userspace engine's counters of a live network.
+pub fn impairment_stats(m: &Manifest) -> Result<Vec<engine::DirStats>, NetError> {
+    if m.impair_backend != Some(impair::Backend::Userspace) {
+        return Ok(Vec::new());
+    }
+    let (_, control, _) = registry::engine_paths(&m.prefix);
+    let r = engine::request(&control, &engine::Request::Stats).map_err(|e| NetError::Impair(format!("impairment engine: {e}")))?;
+    Ok(r.stats)
+}
+
 /// A command that will run inside `host`'s namespace of the network `m`.
 pub fn command_in(m: &Manifest, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command, NetError> {
     let ns = m.netns_of(host).ok_or_else(|| NetError::NoSuchHost {
@@ -434,7 +743,13 @@ fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, Net
     let t0 = Instant::now();
     removed.veths = m.veths.iter().filter(|v| link_exists(v)).count();
     // 1. Processes: a namespace is only freed (and its veths with it) once nothing holds it.
-    for (host, ns) in &m.namespaces {
+    let all_ns: Vec<(&str, &str)> = m
+        .namespaces
+        .iter()
+        .map(|(h, ns)| (h.as_str(), ns.as_str()))
+        .chain(m.link_netns.as_deref().map(|ns| ("(links)", ns)))
+        .collect();
+    for (host, ns) in &all_ns {
         match netns::kill_processes(ns, Duration::from_secs(2)) {
             Ok(p) => removed.processes += p.len(),
             Err(e) => problems.push(format!("host {host}: {e}")),
@@ -443,7 +758,7 @@ fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, Net
     tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
     tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
     // 3. Namespaces: the kernel then removes every host link in one batch.
-    for (host, ns) in &m.namespaces {
+    for (host, ns) in &all_ns {
         if netns::exists(ns) {
             match netns::delete(ns) {
                 Ok(()) => removed.namespaces += 1,
@@ -600,7 +915,7 @@ mod tests {
     #[test]
     fn plan_names_everything_after_the_prefix() {
         let t = crate::topology::builtin("wan", crate::topology::Size { nodes: 3, clients: None }).unwrap();
-        let m = plan("rk", &t).unwrap();
+        let m = plan("rk", &t, &NetworkOptions::default()).unwrap();
         assert_eq!(m.netns_of("h1"), Some("rk-h1"));
         assert!(m.veths.contains(&"rk-mc3".to_string()) && m.veths.contains(&"rk-s2-s1".to_string()));
         assert_eq!(m.bridges, ["rk-s1", "rk-s2", "rk-s3", "rk-s4"]);

@@ -32,6 +32,18 @@ pub struct Manifest {
     /// Root-side veth ends (deleting one deletes its peer).
     pub veths: Vec<String>,
     pub bridges: Vec<String>,
+    /// The namespace holding the inner ends of split links (userspace impairment engine).
+    #[serde(default)]
+    pub link_netns: Option<String>,
+    /// How links are impaired (`None`: no link is).
+    #[serde(default)]
+    pub impair_backend: Option<crate::net::impair::Backend>,
+    /// Every link's impairment as last set.
+    #[serde(default)]
+    pub impairments: Vec<crate::net::impair::LinkImpairment>,
+    /// Links split for the userspace engine.
+    #[serde(default)]
+    pub split: Vec<String>,
 }
 
 impl Manifest {
@@ -57,6 +69,12 @@ pub enum ClaimError {
     Leftovers { prefix: String, pid: Option<u32> },
     #[error("run registry {dir}: {source}")]
     Io { dir: String, source: io::Error },
+}
+
+/// The userspace engine's files of a network: its spec, control socket and log.
+pub fn engine_paths(prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let d = dir();
+    (d.join(format!("{prefix}.impair.json")), d.join(format!("{prefix}.impair.sock")), d.join(format!("{prefix}.impair.log")))
 }
 
 fn manifest_path(prefix: &str) -> PathBuf {
@@ -97,6 +115,14 @@ pub fn read(prefix: &str) -> io::Result<Option<Manifest>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Record a changed manifest of a network this process does not own (e.g. `reckon topo
+/// impair` on a network left up).
+pub fn rewrite(m: &Manifest) -> io::Result<()> {
+    let tmp = dir().join(format!("{}.json.tmp.{}", m.prefix, std::process::id()));
+    fs::write(&tmp, serde_json::to_vec_pretty(m).map_err(io::Error::other)?)?;
+    fs::rename(&tmp, manifest_path(&m.prefix))
 }
 
 /// Every prefix that has a manifest.
@@ -151,11 +177,16 @@ impl Claim {
         fs::rename(&tmp, manifest_path(&self.prefix))
     }
 
-    /// Forget the network: its manifest goes (the lock file goes when the claim is dropped).
+    /// Forget the network: its engine files and manifest go (the lock file goes when the
+    /// claim is dropped).
     pub fn remove(&self) -> io::Result<()> {
-        match fs::remove_file(manifest_path(&self.prefix)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let (spec, sock, log) = engine_paths(&self.prefix);
+        for p in [spec, sock, log, manifest_path(&self.prefix)] {
+            match fs::remove_file(p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }

@@ -49,6 +49,22 @@ pub struct Host {
     pub dc: Option<u32>,
     pub switch: String,
     pub ip: Ipv4Addr,
+    /// Impairment of the host's link to its switch.
+    #[serde(default)]
+    pub link: LinkProps,
+}
+
+/// How a link is impaired, as a topology file says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkProps {
+    /// The link carries its share of `--link-latency`, `--link-jitter` and `--link-loss`.
+    pub impaired: bool,
+    /// Fixed one-way delay in ms, whatever the command line says.
+    pub latency: Option<f64>,
+    /// Fixed delay standard deviation in ms.
+    pub jitter: Option<f64>,
+    /// Fixed loss in percent.
+    pub loss: Option<f64>,
 }
 
 /// A switch (an OVS bridge).
@@ -63,6 +79,15 @@ pub struct Switch {
 pub struct SwitchLink {
     pub a: String,
     pub b: String,
+    #[serde(default)]
+    pub props: LinkProps,
+}
+
+impl SwitchLink {
+    /// The link's name: `a-b`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.a, self.b)
+    }
 }
 
 /// A resolved topology.
@@ -75,6 +100,14 @@ pub struct Topology {
     pub switches: Vec<Switch>,
     pub hosts: Vec<Host>,
     pub links: Vec<SwitchLink>,
+    /// How many impaired links a host-to-host path crosses: the `--link-*` figures are
+    /// end-to-end and are split over this many links.
+    #[serde(default = "one")]
+    pub path_links: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Topology {
@@ -154,6 +187,8 @@ struct FileT {
     hosts: Vec<Spanned<HostT>>,
     #[serde(default)]
     links: Vec<Spanned<LinkT>>,
+    #[serde(default = "one")]
+    path_links: u32,
 }
 
 fn default_subnet() -> Spanned<String> {
@@ -184,6 +219,11 @@ struct HostT {
     count: Option<CountT>,
     dc: Option<String>,
     ip: Option<String>,
+    #[serde(default)]
+    impaired: bool,
+    latency: Option<f64>,
+    jitter: Option<f64>,
+    loss: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +232,25 @@ struct LinkT {
     a: String,
     b: String,
     count: Option<CountT>,
+    #[serde(default)]
+    impaired: bool,
+    latency: Option<f64>,
+    jitter: Option<f64>,
+    loss: Option<f64>,
+}
+
+/// Check a link's fixed impairment: the same rules as the command line's.
+fn link_props(impaired: bool, latency: Option<f64>, jitter: Option<f64>, loss: Option<f64>) -> Result<LinkProps, String> {
+    let p = LinkProps { impaired, latency, jitter, loss };
+    crate::net::impair::Impairment {
+        latency_ms: latency.unwrap_or(0.0),
+        jitter_ms: jitter.unwrap_or(0.0),
+        loss_pct: loss.unwrap_or(0.0),
+        reorder: false,
+    }
+    .validate()
+    .map_err(|e| e.replace("latency_ms", "latency").replace("jitter_ms", "jitter").replace("loss_pct", "loss"))?;
+    Ok(p)
 }
 
 struct Ctx<'a> {
@@ -347,7 +406,8 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
                 }
                 None => Ipv4Addr::UNSPECIFIED,
             };
-            hosts.push(Host { name, role: h.role, dc: parse_dc(&ctx, &h.dc, i, span.clone())?, switch, ip });
+            let link = link_props(h.impaired, h.latency, h.jitter, h.loss).map_err(|m| ctx.err(span.clone(), format!("host {name}: {m}")))?;
+            hosts.push(Host { name, role: h.role, dc: parse_dc(&ctx, &h.dc, i, span.clone())?, switch, ip, link });
         }
     }
     // Addresses: explicit ones must be unique; the rest are handed out in order from the subnet.
@@ -387,7 +447,8 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
             if !seen_links.insert(key) {
                 return Err(ctx.err(span, format!("switches '{a}' and '{b}' are linked twice")));
             }
-            links.push(SwitchLink { a, b });
+            let props = link_props(l.impaired, l.latency, l.jitter, l.loss).map_err(|m| ctx.err(span.clone(), format!("link {a}-{b}: {m}")))?;
+            links.push(SwitchLink { a, b, props });
         }
     }
     if !hosts.iter().any(|h| h.role == Role::Node) {
@@ -400,7 +461,10 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
             tracing::warn!("topology {name} has {actual} client host(s); --number-clients {c} does not apply to it");
         }
     }
-    Ok(Topology { name: name.into(), description: t.description, subnet, prefix_len, switches, hosts, links })
+    if t.path_links == 0 {
+        return Err(TopologyError::Invalid { file: file.into(), line: 1, message: "path_links must be at least 1".into() });
+    }
+    Ok(Topology { name: name.into(), description: t.description, subnet, prefix_len, switches, hosts, links, path_links: t.path_links })
 }
 
 /// Standalone switches flood: a loop among them would melt the network. Require a forest.
