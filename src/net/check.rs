@@ -88,6 +88,33 @@ pub fn all_pairs(hosts: &[Endpoint]) -> Result<usize, CheckError> {
     }
 }
 
+/// Round-trip times of `count` pings, one after another, from inside namespace `from` to `to`.
+pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize) -> std::io::Result<Vec<Duration>> {
+    super::netns::in_netns(from, || -> std::io::Result<Vec<Duration>> {
+        let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let id = (std::process::id() as u16).wrapping_mul(7).wrapping_add(1);
+        let dest = SocketAddr::V4(SocketAddrV4::new(to, 0)).into();
+        let mut out = Vec::new();
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+        for seq in 0..count as u16 {
+            let sent = Instant::now();
+            sock.send_to(&echo_request(id, seq), &dest)?;
+            while sent.elapsed() < Duration::from_secs(2) {
+                let Ok((len, _)) = sock.recv_from(&mut buf) else { continue };
+                let pkt: Vec<u8> = buf[..len].iter().map(|b| unsafe { b.assume_init() }).collect();
+                let ihl = ((pkt[0] & 0x0f) as usize) * 4;
+                let Some(icmp) = pkt.get(ihl..ihl + 8) else { continue };
+                if icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id && u16::from_be_bytes([icmp[6], icmp[7]]) == seq {
+                    out.push(sent.elapsed());
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    })?
+}
+
 fn echo_server(listener: &TcpListener, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {

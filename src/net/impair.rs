@@ -39,6 +39,17 @@ impl Impairment {
         self.latency_ms == 0.0 && self.jitter_ms == 0.0 && self.loss_pct == 0.0
     }
 
+    /// What to apply so that the link, plus the emulated network's own latency `compensation_ms`,
+    /// delays by `latency_ms`: the latency less the compensation (never below 0), jitter no
+    /// larger than that.
+    pub fn compensated(&self, compensation_ms: f64) -> Impairment {
+        if self.latency_ms == 0.0 {
+            return *self;
+        }
+        let latency_ms = (self.latency_ms - compensation_ms).max(0.0);
+        Impairment { latency_ms, jitter_ms: self.jitter_ms.min(latency_ms), ..*self }
+    }
+
     /// Refuse what cannot be applied exactly.
     pub fn validate(&self) -> Result<(), String> {
         if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {

@@ -86,6 +86,8 @@ pub struct NetworkOptions {
     /// The `reckon` binary that runs the userspace engine (default: this program, or the
     /// `reckon` beside it; `RECKON_BIN` overrides).
     pub engine_bin: Option<PathBuf>,
+    /// Measure the network's own latency and take it off delayed links (see `calibrate`).
+    pub calibrate: bool,
 }
 
 impl Default for NetworkOptions {
@@ -98,6 +100,7 @@ impl Default for NetworkOptions {
             impair: impair::ImpairOptions::default(),
             impairable_all: false,
             engine_bin: None,
+            calibrate: true,
         }
     }
 }
@@ -206,6 +209,7 @@ fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest
         impair_backend,
         impairments,
         split,
+        latency_compensation_ms: 0.0,
     })
 }
 
@@ -299,7 +303,7 @@ impl Network {
         claim.write(&manifest).map_err(NetError::Registry)?;
         let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default(), engine: None };
         net.build(&mut db, opts.datapath)?;
-        net.start_impairment(opts)?;
+        net.start_engine(opts)?;
         if opts.check {
             check_interrupt()?;
             tracing::info!("checking {} host pairs over ICMP and TCP", topo.hosts.len() * (topo.hosts.len() - 1) / 2);
@@ -307,6 +311,7 @@ impl Network {
             net.timings.pairs_checked = net.check()?;
             net.timings.check = t.elapsed();
         }
+        net.impair(opts)?;
         check_interrupt()?;
         Ok(net)
     }
@@ -370,17 +375,20 @@ impl Network {
                 inner_ends.extend([ia, ib]);
             } else {
                 reqs.push(rtnl::Request::add_veth(&a, group, &b, None, None));
-                reqs.push(rtnl::Request::link_up(&b));
             }
             root_ends.push(a);
             root_ends.push(b);
         }
         let mut rt = rtnl::Rtnl::open().map_err(|source| NetError::Host { host: "root".into(), what: "open rtnetlink".into(), source })?;
         rt.run_all(reqs).into_iter().collect::<Result<Vec<()>, _>>()?;
+        // Root-side ends: no IPv6 (no stray solicitations into the switches), no checksum
+        // offload, then up.
         let eth = ethtool::Ethtool::open().map_err(|source| NetError::Host { host: "root".into(), what: "open ethtool socket".into(), source })?;
         for end in &root_ends {
+            netns::disable_ipv6(end);
             eth.tx_checksum_off(end).map_err(|source| NetError::Host { host: "root".into(), what: format!("configure {end}"), source })?;
         }
+        rt.run_all(root_ends.iter().map(|e| rtnl::Request::link_up(e)).collect()).into_iter().collect::<Result<Vec<()>, _>>()?;
         if let Some(fd) = &links_fd {
             let err = |what: String, source: io::Error| NetError::Host { host: "links".into(), what, source };
             netns::in_netns(fd, || -> Result<(), NetError> {
@@ -437,25 +445,34 @@ impl Network {
         Ok(())
     }
 
-    /// Apply the planned impairment: start the userspace engine, or set netem qdiscs.
-    fn start_impairment(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
-        match self.manifest.impair_backend {
-            None => Ok(()),
-            Some(impair::Backend::Userspace) => {
-                check_interrupt()?;
-                tracing::info!("starting the userspace impairment engine for {} links", self.manifest.split.len());
-                self.engine = Some(start_engine(&self.manifest, opts)?);
-                Ok(())
-            }
-            Some(_) => {
-                for li in self.manifest.impairments.clone() {
-                    if !li.forward.is_none() || !li.back.is_none() {
-                        apply_netem(&self.manifest, &li)?;
-                    }
-                }
-                Ok(())
+    /// Start the userspace engine, if the network uses it, with every link clear: the network is
+    /// checked and measured unimpaired (so the check's packets draw nothing from the links' loss
+    /// generators), then [`Network::impair`] sets the impairment.
+    fn start_engine(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
+        if self.manifest.impair_backend == Some(impair::Backend::Userspace) {
+            check_interrupt()?;
+            tracing::info!("starting the userspace impairment engine for {} links", self.manifest.split.len());
+            self.engine = Some(start_engine(&self.manifest, opts)?);
+        }
+        Ok(())
+    }
+
+    /// Measure the network's own latency if any link is delayed (see [`calibrate`]), then set
+    /// every impaired link.
+    fn impair(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
+        if self.manifest.impair_backend.is_none() {
+            return Ok(());
+        }
+        check_interrupt()?;
+        if opts.calibrate {
+            self.manifest.latency_compensation_ms = calibrate(&self.manifest)?;
+        }
+        for li in self.manifest.impairments.clone() {
+            if !li.forward.is_none() || !li.back.is_none() {
+                apply(&self.manifest, &li)?;
             }
         }
+        self.claim.write(&self.manifest).map_err(NetError::Registry)
     }
 
     /// Change a link's impairment while the network runs (either direction left `None` stays).
@@ -605,7 +622,8 @@ fn start_engine(m: &Manifest, opts: &NetworkOptions) -> Result<std::process::Chi
                     inner_switch_ends(k)
                 }
             };
-            engine::EngineLink { link: li.link.clone(), ends: [ends.0, ends.1], forward: li.forward, back: li.back }
+            // Clear at first: impairment is set once the network's own latency is measured.
+            engine::EngineLink { link: li.link.clone(), ends: [ends.0, ends.1], forward: Default::default(), back: Default::default() }
         })
         .collect();
     let spec = engine::EngineSpec { seed: opts.impair.seed, control, links };
@@ -656,6 +674,7 @@ fn netem_devices(m: &Manifest, link: &str) -> Option<[(String, Option<String>); 
     Some([(a, None), (b, None)])
 }
 
+/// Set `li` (as given, already compensated) with netem qdiscs.
 fn apply_netem(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
     let devs = netem_devices(m, &li.link).ok_or_else(|| NetError::Impair(format!("no link named '{}'", li.link)))?;
     for ((dev, ns), imp) in devs.iter().zip([li.forward, li.back]) {
@@ -690,25 +709,74 @@ pub fn set_impairment(m: &mut Manifest, link: &str, forward: Option<impair::Impa
     let mut li = m.impairments[idx].clone();
     li.forward = forward.unwrap_or(li.forward);
     li.back = back.unwrap_or(li.back);
-    match m.impair_backend {
-        Some(impair::Backend::Userspace) => {
-            let (_, control, _) = registry::engine_paths(&m.prefix);
-            let r = engine::request(&control, &engine::Request::Set { link: link.into(), forward, back })
-                .map_err(|e| NetError::Impair(format!("impairment engine at {}: {e}", control.display())))?;
-            if !r.ok {
-                return Err(NetError::Impair(r.error.unwrap_or_default()));
-            }
-        }
-        Some(_) => apply_netem(m, &li)?,
-        None => {
-            return Err(NetError::Impair(format!(
-                "network '{}' was built without impairment; build it with a --link-* flag (or impairable links) to change link {link} later",
-                m.prefix
-            )))
-        }
-    }
+    apply(m, &li)?;
     m.impairments[idx] = li;
     Ok(())
+}
+
+/// Set a link's impairment (less the network's latency compensation) through its backend.
+fn apply(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
+    let c = m.latency_compensation_ms;
+    let applied = impair::LinkImpairment { link: li.link.clone(), forward: li.forward.compensated(c), back: li.back.compensated(c) };
+    match m.impair_backend {
+        Some(impair::Backend::Userspace) => {
+            if !m.split.contains(&li.link) {
+                return Err(NetError::Impair(format!(
+                    "link '{}' has no impairment engine (impairable: {}); build the network with --impairable-all-links to impair any link later",
+                    li.link,
+                    m.split.join(", ")
+                )));
+            }
+            let (_, control, _) = registry::engine_paths(&m.prefix);
+            let req = engine::Request::Set { link: li.link.clone(), forward: Some(applied.forward), back: Some(applied.back) };
+            let r = engine::request(&control, &req).map_err(|e| NetError::Impair(format!("impairment engine at {}: {e}", control.display())))?;
+            if r.ok { Ok(()) } else { Err(NetError::Impair(r.error.unwrap_or_default())) }
+        }
+        Some(_) => apply_netem(m, &applied),
+        None => Err(NetError::Impair(format!(
+            "network '{}' was built without impairment; build it with a --link-* flag (or --impairable-all-links) to change link {} later",
+            m.prefix, li.link
+        ))),
+    }
+}
+
+/// The emulated network has a latency of its own (software switches, the engine's hops): in a
+/// VM with the userspace datapath, a few hundred microseconds per switch. So that delayed links
+/// add up to exactly the latency asked for, measure it once, with every link clear, on the pair
+/// of hosts whose path crosses the most delayed links, and spread it over those links: returns
+/// the one-way latency to take off each delayed link, in ms (0 if no link is delayed).
+fn calibrate(m: &Manifest) -> Result<f64, NetError> {
+    let delayed: Vec<&str> = m
+        .impairments
+        .iter()
+        .filter(|l| l.forward.latency_ms > 0.0 || l.back.latency_ms > 0.0)
+        .map(|l| l.link.as_str())
+        .collect();
+    if delayed.is_empty() {
+        return Ok(0.0);
+    }
+    let hosts = &m.topology.hosts;
+    let mut best: Option<(usize, &Host, &Host)> = None;
+    for (i, a) in hosts.iter().enumerate() {
+        for b in &hosts[i + 1..] {
+            let k = m.topology.path(&a.name, &b.name).map(|p| p.iter().filter(|l| delayed.contains(&l.as_str())).count()).unwrap_or(0);
+            if k > best.map_or(0, |(bk, _, _)| bk) {
+                best = Some((k, a, b));
+            }
+        }
+    }
+    let Some((k, a, b)) = best else { return Ok(0.0) };
+    let fd = netns::open(m.netns_of(&a.name).unwrap_or_default()).map_err(|e| NetError::Impair(format!("calibration: {e}")))?;
+    let mut rtts = check::rtts(&fd, b.ip, 25).map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
+    if rtts.len() < 15 {
+        return Err(NetError::Impair(format!("calibration: {} -> {} answered {} of 25 pings", a.name, b.name, rtts.len())));
+    }
+    let mut rtts = rtts.split_off(5); // the first ones warm up flows and caches
+    rtts.sort();
+    let median = rtts[rtts.len() / 2].as_secs_f64() * 1e3;
+    let per_link = median / (2 * k) as f64;
+    tracing::info!("calibration: {} -> {} round trip {median:.3} ms over {k} delayed links: {per_link:.3} ms taken off each", a.name, b.name);
+    Ok(per_link)
 }
 
 /// The userspace engine's counters of a live network.

@@ -52,6 +52,11 @@ pub fn create(name: &str) -> io::Result<()> {
     let made = std::thread::spawn(move || -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
         mount(Some("/proc/thread-self/ns/net"), &t, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
+        // IPv4 only: IPv6's router solicitations, DAD and MLD reports would be stray traffic on
+        // every link (and would draw from the links' loss generators).
+        for conf in ["all", "default"] {
+            let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
+        }
         let mut rtnl = super::rtnl::Rtnl::open()?;
         rtnl.run(super::rtnl::Request::link_up("lo")).map_err(|e| e.error)?;
         Ok(())
@@ -80,6 +85,11 @@ pub fn delete(name: &str) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Turn IPv6 off on one interface of the calling thread's namespace (missing IPv6 is fine).
+pub fn disable_ipv6(ifname: &str) {
+    let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
 
 pub fn open(name: &str) -> io::Result<OwnedFd> {

@@ -44,6 +44,10 @@ pub struct Manifest {
     /// Links split for the userspace engine.
     #[serde(default)]
     pub split: Vec<String>,
+    /// Subtracted from each delayed link's latency: the emulated network's own one-way latency
+    /// per delayed link, measured when the network was built (see `net::calibrate`).
+    #[serde(default)]
+    pub latency_compensation_ms: f64,
 }
 
 impl Manifest {

@@ -33,9 +33,10 @@ pub struct Request {
 }
 
 impl Request {
-    /// A veth pair `name` <-> `peer` with `name` up. The peer is created directly inside the
-    /// namespace `peer_netns` (an open namespace fd) when one is given, and left down: the kernel
-    /// refuses (ENOTCONN) to open a veth end before its pair is complete, so set it up afterwards.
+    /// A veth pair `name` <-> `peer`, both down (set them up with [`Request::link_up`]; the
+    /// kernel refuses, ENOTCONN, to open a veth end in the request that creates the pair). The
+    /// peer is created directly inside the namespace `peer_netns` (an open namespace fd) when
+    /// one is given.
     /// `group` is the link group of `name`; `peer_mac` the peer's MAC address, if set.
     pub fn add_veth(name: &str, group: u32, peer: &str, peer_netns: Option<RawFd>, peer_mac: Option<[u8; 6]>) -> Request {
         let mut peer_msg = LinkMessage::default();
@@ -47,8 +48,6 @@ impl Request {
             peer_msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Group(group));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![

@@ -120,6 +120,35 @@ impl Topology {
     pub fn clients(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.role == Role::Client)
     }
+
+    /// The links a packet from host `a` to host `b` crosses, by name: `a`'s link, the links
+    /// between switches, `b`'s link. `None` if either host is unknown or no path exists.
+    pub fn path(&self, a: &str, b: &str) -> Option<Vec<String>> {
+        let (ha, hb) = (self.host(a)?, self.host(b)?);
+        // Breadth-first over switches, remembering the link that reached each.
+        let mut via: HashMap<&str, Option<&SwitchLink>> = HashMap::from([(ha.switch.as_str(), None)]);
+        let mut queue = std::collections::VecDeque::from([ha.switch.as_str()]);
+        while let Some(s) = queue.pop_front() {
+            for l in &self.links {
+                let next = if l.a == s { &l.b } else if l.b == s { &l.a } else { continue };
+                if !via.contains_key(next.as_str()) {
+                    via.insert(next, Some(l));
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut links = Vec::new();
+        let mut s = hb.switch.as_str();
+        while let Some(l) = via.get(s)? {
+            links.push(l.name());
+            s = if l.a == s { &l.b } else { &l.a };
+        }
+        links.reverse();
+        let mut path = vec![ha.name.clone()];
+        path.extend(links);
+        path.push(hb.name.clone());
+        Some(path)
+    }
 }
 
 /// How big to make a topology: `--number-nodes` and `--number-clients`.

@@ -126,3 +126,13 @@ fn names_must_fit_interface_names() {
     let e = err_of("[[switches]]\nname = \"averyverylongswitch\"\n");
     assert!(e.contains("1 to 8"), "{e}");
 }
+
+#[test]
+fn paths_cross_the_tree() {
+    let t = builtin("wan", size(3, None)).unwrap();
+    assert_eq!(t.path("h1", "h3").unwrap(), ["h1", "s2-s1", "s4-s1", "h3"]);
+    assert_eq!(t.path("h2", "mc2").unwrap(), ["h2", "mc2"]);
+    assert!(t.path("h1", "nope").is_none());
+    let t = builtin("simple", size(2, None)).unwrap();
+    assert_eq!(t.path("h1", "mc1").unwrap(), ["h1", "mc1"]);
+}
