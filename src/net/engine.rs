@@ -6,7 +6,8 @@
 //! exactly as long as the network: teardown stops every process in the network's namespaces.
 //! One thread serves every link: `epoll` over one AF_PACKET socket per inner end, a min-heap of
 //! held frames ordered by due time, and a `timerfd` (with 1 ns timer slack) armed for the
-//! earliest one. Each link direction has two seeded xoshiro256++ generators, one for loss and
+//! earliest one; frames' delays count from the kernel's receive timestamp, so the engine's own
+//! wake-up latency on arrival does not add to them. Each link direction has two seeded xoshiro256++ generators, one for loss and
 //! one for delay, so the same seed drops the same packets whatever the delay does.
 //! A unix socket takes live changes (one JSON request per connection).
 
@@ -286,30 +287,18 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
     let mut heap: BinaryHeap<Held> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut armed = 0u64;
-    // Timer wake-ups come late (more so in a VM): arm the timer `lead` early and spin the rest.
-    // `lead` follows the observed lateness (mean + 4 x mean deviation, as TCP's RTO does).
-    let (mut late_mean, mut late_dev) = (50_000f64, 25_000f64);
-    let lead = |m: f64, d: f64| (m + 4.0 * d).clamp(20_000.0, 2_000_000.0) as u64;
     let mut buf = vec![0u8; 65536];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
     'run: loop {
-        // Send what is due, spinning for what is due within the lead.
-        let ahead = lead(late_mean, late_dev);
-        let mut now = now_ns();
-        while let Some(h) = heap.peek() {
-            if h.due > now + ahead {
-                break;
-            }
-            while now < h.due {
-                std::hint::spin_loop();
-                now = now_ns();
-            }
+        // Send what is due. (Spinning for the timer's wake-up latency was tried: it tightened p99
+        // at 10k packets/s from 0.07 to 0.01 ms at three times the CPU; not worth a core.)
+        let now = now_ns();
+        while heap.peek().is_some_and(|h| h.due <= now) {
             let h = heap.pop().unwrap();
             send(&ports[dirs[h.dir].out], &h.frame, &mut dirs[h.dir].stats);
-            now = now_ns();
         }
-        // Arm the timer for the next one, early by the lead.
-        let next = heap.peek().map(|h| h.due.saturating_sub(ahead).max(1)).unwrap_or(0);
+        // Arm the timer for the next one.
+        let next = heap.peek().map(|h| h.due).unwrap_or(0);
         if next != armed {
             let spec = libc::itimerspec {
                 it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
@@ -331,9 +320,6 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
                 TIMER => {
                     let mut x = [0u8; 8];
                     unsafe { libc::read(timer.as_raw_fd(), x.as_mut_ptr() as *mut _, 8) };
-                    let late = now_ns().saturating_sub(armed) as f64;
-                    late_dev += (((late - late_mean).abs()) - late_dev) / 8.0;
-                    late_mean += (late - late_mean) / 8.0;
                     armed = 0;
                 }
                 STOP => break 'run,

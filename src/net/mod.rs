@@ -584,7 +584,7 @@ fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, topo: &Topology) -> Resul
 
 /// The `reckon` binary to run the engine: `RECKON_BIN`, this program if it is reckon, or the
 /// `reckon` next to it or one directory up (a test binary in target/*/deps).
-fn engine_bin(opts: &NetworkOptions) -> PathBuf {
+pub fn engine_bin(opts: &NetworkOptions) -> PathBuf {
     if let Some(b) = &opts.engine_bin {
         return b.clone();
     }
@@ -609,7 +609,7 @@ fn engine_bin(opts: &NetworkOptions) -> PathBuf {
 /// Start `reckon __impair-engine` inside the link namespace, detached from our session, and wait
 /// for its `ready`.
 fn start_engine(m: &Manifest, opts: &NetworkOptions) -> Result<std::process::Child, NetError> {
-    let (spec_path, control, log_path) = registry::engine_paths(&m.prefix);
+    let (_, control, _) = registry::engine_paths(&m.prefix);
     let links = m
         .impairments
         .iter()
@@ -627,12 +627,19 @@ fn start_engine(m: &Manifest, opts: &NetworkOptions) -> Result<std::process::Chi
         })
         .collect();
     let spec = engine::EngineSpec { seed: opts.impair.seed, control, links };
+    spawn_engine(&spec, &m.prefix, m.link_netns.as_deref().unwrap_or_default(), &engine_bin(opts))
+}
+
+/// Run `bin __impair-engine` for `spec` inside namespace `link_netns`, in a session of its own
+/// (a Ctrl-C in the terminal does not reach it; teardown stops it), and wait for its `ready`.
+/// Its spec and log go to the network's engine files.
+pub fn spawn_engine(spec: &engine::EngineSpec, prefix: &str, link_netns: &str, bin: &std::path::Path) -> Result<std::process::Child, NetError> {
+    let (spec_path, _, log_path) = registry::engine_paths(prefix);
     let fail = |e: String| NetError::Engine(e);
-    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec).map_err(|e| fail(e.to_string()))?).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(spec).map_err(|e| fail(e.to_string()))?).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
     let log = std::fs::File::create(&log_path).map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
-    let ns = netns::open(m.link_netns.as_deref().unwrap_or_default()).map_err(|e| fail(format!("open link namespace: {e}")))?;
-    let bin = engine_bin(opts);
-    let mut cmd = Command::new(&bin);
+    let ns = netns::open(link_netns).map_err(|e| fail(format!("open link namespace {link_netns}: {e}")))?;
+    let mut cmd = Command::new(bin);
     cmd.arg("__impair-engine").arg(&spec_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     unsafe {
         cmd.pre_exec(move || {
@@ -805,7 +812,7 @@ pub fn command_in(m: &Manifest, host: &str, program: impl AsRef<std::ffi::OsStr>
 }
 
 /// Remove everything in `m`, by exact name, and confirm it is gone. The caller holds the claim.
-fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, NetError> {
+pub(crate) fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed, NetError> {
     let mut removed = Removed::default();
     let mut problems = Vec::new();
     let t0 = Instant::now();
