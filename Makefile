@@ -27,6 +27,7 @@ test: setup
 
 bench: build
 	$(RECKON) bench net
+	$(RECKON) bench engine
 
 clean:
 	$(RECKON) clean

@@ -147,6 +147,10 @@ fn tcp_works_over_impaired_links() {
         drop(c);
         assert!(recv.join().unwrap() == data, "data corrupted");
     });
+    // Every frame the engine took in, it could send on (no frame too large for the link).
+    for d in net.impairment_stats().unwrap() {
+        assert_eq!(d.send_errors, 0, "{d:?}");
+    }
     drop(net);
     assert_clean("ttc");
 }
@@ -253,6 +257,64 @@ fn a_detached_network_keeps_its_engine_until_down() {
     assert_clean(p);
 }
 
+/// Numbered probes, sent back to back, arrive in order unless the link may reorder.
+fn out_of_order(net: &mut Network, reorder: bool) -> usize {
+    let jittery = Impairment { latency_ms: 10.0, jitter_ms: 5.0, loss_pct: 0.0, reorder };
+    net.set_impairment("s2-s1", Some(jittery), Some(jittery)).unwrap();
+    let t = net.topology();
+    let dst = SocketAddrV4::new(t.host("h2").unwrap().ip, 9998);
+    let ns = |h: &str| netns::open(net.manifest().netns_of(h).unwrap()).unwrap();
+    let rx = netns::in_netns(ns("h2"), || UdpSocket::bind(dst)).unwrap().unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let tx = netns::in_netns(ns("h1"), || UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    for i in 0..300u32 {
+        tx.send_to(&i.to_be_bytes(), dst).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let mut order = Vec::new();
+    let mut buf = [0u8; 8];
+    while let Ok(4) = rx.recv(&mut buf) {
+        order.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+    }
+    assert_eq!(order.len(), 300);
+    order.windows(2).filter(|w| w[1] < w[0]).count()
+}
+
+#[test]
+fn jitter_reorders_only_when_asked() {
+    let _s = serial();
+    let mut net = Network::up(&topo("wan", 3, None), &impaired("tro", 20.0, 0.0, 0.0, 9)).unwrap();
+    if net.manifest().impair_backend != Some(Backend::Userspace) {
+        eprintln!("skipped: netem reorders with jitter regardless");
+        return;
+    }
+    assert_eq!(out_of_order(&mut net, false), 0);
+    assert!(out_of_order(&mut net, true) > 10);
+    drop(net);
+    assert_clean("tro");
+}
+
+#[test]
+fn fixed_latency_in_a_topology_file_holds() {
+    let _s = serial();
+    let dir = std::env::temp_dir().join(format!("reckon-test-fx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("two.toml");
+    std::fs::write(
+        &f,
+        "[[switches]]\nname = \"a\"\n[[switches]]\nname = \"b\"\n[[links]]\na = \"a\"\nb = \"b\"\nlatency = 7.5\n\
+         [[hosts]]\nname = \"n1\"\nrole = \"node\"\nswitch = \"a\"\n[[hosts]]\nname = \"n2\"\nrole = \"node\"\nswitch = \"b\"\n",
+    )
+    .unwrap();
+    let t = reckon::topology::from_file(&f, reckon::topology::Size::default()).unwrap();
+    // No --link-* flags: the file's own figure applies.
+    let net = Network::up(&t, &opts("tfx")).unwrap();
+    let m = median(&ping(&net, "n1", "n2", 20));
+    assert!((m - 15.0).abs() <= 1.0, "n1 -> n2 median RTT {m}, want 15 ± 1");
+    drop(net);
+    assert_clean("tfx");
+}
+
 #[test]
 fn bad_impairment_flags_are_refused_before_building() {
     let p = "tbf";
@@ -268,6 +330,11 @@ fn bad_impairment_flags_are_refused_before_building() {
         let o = reckon(&a);
         assert!(!o.status.success(), "{a:?} succeeded");
         assert!(text(&o).contains(expect), "{a:?}: want '{expect}' in {}", text(&o));
+        assert_clean(p);
+    }
+    if !reckon::net::impair::netem_available() {
+        let o = reckon(&["--prefix", p, "topo", "up", "wan", "--link-latency", "10", "--impair-backend", "netem"]);
+        assert!(!o.status.success() && text(&o).contains("has no sch_netem"), "{}", text(&o));
         assert_clean(p);
     }
 }

@@ -172,6 +172,12 @@ fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest
     let impair_backend = match (impaired || opts.impairable_all, opts.impair.backend) {
         (false, _) => None,
         (true, impair::Backend::Auto) => Some(if impair::netem_available() { impair::Backend::Netem } else { impair::Backend::Userspace }),
+        (true, impair::Backend::Netem) if !impair::netem_available() => {
+            return Err(NetError::Impair(format!(
+                "--impair-backend netem: this kernel has no sch_netem (tc said: {}); use --impair-backend userspace or auto",
+                impair::netem_probe().1
+            )))
+        }
         (true, b) => Some(b),
     };
     let split: Vec<String> = match impair_backend {
