@@ -270,6 +270,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 format!("{} host pairs reach each other over ICMP and TCP ({:.0} ms)", tm.pairs_checked, tm.check.as_secs_f64() * 1e3)
             };
+            let m = network.manifest();
+            if let Some(b) = m.impair_backend {
+                let impaired: Vec<String> = m
+                    .impairments
+                    .iter()
+                    .filter(|l| !l.forward.is_none() || !l.back.is_none())
+                    .map(|l| if l.forward == l.back { format!("{} {}", l.link, l.forward) } else { format!("{} {} / back {}", l.link, l.forward, l.back) })
+                    .collect();
+                let shown = impaired.iter().take(4).cloned().collect::<Vec<_>>().join("; ");
+                let more = if impaired.len() > 4 { format!("; and {} more (`reckon topo links`)", impaired.len() - 4) } else { String::new() };
+                out!("impaired by {} per link and direction: {shown}{more}", match b { impair::Backend::Netem => "netem", _ => "the userspace engine" });
+                if m.latency_compensation_ms > 0.0 {
+                    out!("the network's own latency, {:.3} ms per delayed link, is taken off those links", m.latency_compensation_ms);
+                }
+            }
             out!(
                 "network '{}' ({}) up in {:.0} ms; {check}",
                 network.prefix(),
@@ -323,6 +338,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
             let stats = net::impairment_stats(&m)?;
             out!("backend: {}", match m.impair_backend { None => "none (no link impaired)".to_string(), Some(b) => format!("{b:?}").to_lowercase() });
+            if m.latency_compensation_ms > 0.0 {
+                out!("(delays below are as asked; {:.3} ms, the network's own latency per delayed link, is taken off each when applied)", m.latency_compensation_ms);
+            }
             for li in &m.impairments {
                 out!("{:<10} forward {:<28} back {}", li.link, li.forward.to_string(), li.back);
                 for d in stats.iter().filter(|d| d.link == li.link) {

@@ -74,13 +74,19 @@ impl Impairment {
     }
 }
 
+/// A number with at most three decimals and no trailing zeros.
+fn short(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 impl fmt::Display for Impairment {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} ms", self.latency_ms)?;
+        write!(f, "{} ms", short(self.latency_ms))?;
         if self.jitter_ms > 0.0 {
-            write!(f, " ± {} ms", self.jitter_ms)?;
+            write!(f, " ± {} ms", short(self.jitter_ms))?;
         }
-        write!(f, ", {}% loss", self.loss_pct)?;
+        write!(f, ", {}% loss", short(self.loss_pct))?;
         if self.reorder {
             write!(f, ", reordering")?;
         }
