@@ -121,6 +121,7 @@ impl Rig {
             impairments: vec![],
             split: vec!["ab".into()],
             latency_compensation_ms: 0.0,
+            scratch: vec![],
         };
         claim.write(&manifest)?;
         let control = registry::engine_paths(prefix).1;

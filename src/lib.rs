@@ -5,4 +5,5 @@ pub mod bench;
 pub mod doctor;
 pub mod net;
 pub mod signals;
+pub mod system;
 pub mod topology;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use reckon::net::{self, impair, Datapath, Network, NetworkOptions, OvsConfig};
 use reckon::topology::{self, Size};
-use reckon::{bench, doctor, signals};
+use reckon::{bench, doctor, signals, system};
 
 /// Benchmark consensus systems for availability and latency under partial network failures,
 /// on an emulated network of namespaces and Open vSwitch switches.
@@ -120,6 +120,41 @@ struct TopoArgs {
     no_check: bool,
     #[command(flatten)]
     impair: ImpairArgs,
+    #[command(flatten)]
+    system: SystemArgs,
+}
+
+/// The system under test, for `topo up` to start on the node hosts.
+#[derive(Args, Clone)]
+struct SystemArgs {
+    /// Start this system on the node hosts: etcd or etcd-pre-vote.
+    #[arg(long, conflicts_with = "system_file")]
+    system: Option<String>,
+    /// Your own system definition (TOML; see systems/etcd.toml).
+    #[arg(long, value_name = "FILE")]
+    system_file: Option<PathBuf>,
+    /// Failure detector timeout in seconds (etcd: election timeout; heartbeat a tenth of it).
+    #[arg(long, default_value_t = 1.0)]
+    failure_timeout: f64,
+    /// Where node logs go (default: /var/tmp/reckon/<prefix>-<time>/logs).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// How long the cluster may take to elect a leader, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    ready_timeout: f64,
+}
+
+impl SystemArgs {
+    fn def(&self) -> Result<Option<system::SystemDef>> {
+        if !(self.failure_timeout > 0.0 && self.failure_timeout <= 60.0) {
+            bail!("--failure-timeout {}: give seconds, more than 0 and at most 60", self.failure_timeout);
+        }
+        Ok(match (&self.system, &self.system_file) {
+            (_, Some(f)) => Some(system::from_file(f)?),
+            (Some(n), None) => Some(system::builtin(n)?),
+            (None, None) => None,
+        })
+    }
 }
 
 /// reckon's link flags: end-to-end figures between two hosts (see README, "Link impairment").
@@ -248,6 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Topo(Topo::Up { topo, hold }) => {
             let t = resolve(&topo)?;
+            let sys = topo.system.def()?;
             eprintln!(
                 "reckon: bringing up {} as '{}': {} hosts, {} switches{}…",
                 t.name,
@@ -262,7 +298,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 impairable_all: topo.impair.impairable_all_links,
                 ..opts(topo.datapath, !topo.no_check)
             };
-            let network = Network::up(&t, &options).with_context(|| format!("bringing up topology {}", t.name))?;
+            let mut network = Network::up(&t, &options).with_context(|| format!("bringing up topology {}", t.name))?;
+            let cluster = match &sys {
+                None => None,
+                Some(def) => {
+                    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    let base = PathBuf::from(format!("/var/tmp/reckon/{}-{stamp}", cli.prefix));
+                    let copts = system::ClusterOptions {
+                        failure_timeout: std::time::Duration::from_secs_f64(topo.system.failure_timeout),
+                        log_dir: topo.system.log_dir.clone().unwrap_or_else(|| base.join("logs")),
+                        data_root: base.join("data"),
+                    };
+                    eprintln!("reckon: starting {} on {} node hosts…", def.name, t.nodes().count());
+                    let c = system::Cluster::start(&mut network, def, &copts)?;
+                    let leader = c.wait_ready(std::time::Duration::from_secs_f64(topo.system.ready_timeout))?;
+                    out!("{} is up: leader {leader}; endpoints {}; logs in {}", def.name, c.endpoints().join(","), copts.log_dir.display());
+                    Some(c)
+                }
+            };
             let tm = &network.timings;
             out_raw!("{}", net::describe(network.manifest()));
             let check = if topo.no_check {
@@ -294,9 +347,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if hold {
                 out!("ready; holding the network until Ctrl-C or SIGTERM");
                 signals::wait();
+                drop(cluster);
                 let removed = network.down()?;
                 out!("network '{}' torn down: removed {removed}", cli.prefix);
             } else {
+                if let Some(c) = cluster {
+                    c.detach();
+                }
                 network.detach()?;
                 out!(
                     "left up: `reckon{} topo exec <host> -- <cmd>` runs in a host; `reckon{} topo down` removes it",

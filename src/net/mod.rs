@@ -216,6 +216,7 @@ fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest
         impairments,
         split,
         latency_compensation_ms: 0.0,
+        scratch: Vec::new(),
     })
 }
 
@@ -528,6 +529,13 @@ impl Network {
         command_in(&self.manifest, host, program)
     }
 
+    /// Record a directory the run created (for its processes) so that teardown, or `reckon
+    /// clean` after a crash, removes it once those processes are gone.
+    pub fn add_scratch(&mut self, dir: &std::path::Path) -> Result<(), NetError> {
+        self.manifest.scratch.push(dir.to_path_buf());
+        self.claim.write(&self.manifest).map_err(NetError::Registry)
+    }
+
     /// Leave the network up after this process exits; `reckon topo down` (or `clean`) removes it.
     pub fn detach(mut self) -> Result<Manifest, NetError> {
         self.manifest.owner = None;
@@ -838,6 +846,13 @@ pub(crate) fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<R
     }
     tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
     tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
+    // Scratch directories, now that no process of the run uses them.
+    for d in &m.scratch {
+        match std::fs::remove_dir_all(d) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => problems.push(format!("remove {}: {e}", d.display())),
+            _ => {}
+        }
+    }
     // 3. Namespaces: the kernel then removes every host link in one batch.
     for (host, ns) in &all_ns {
         if netns::exists(ns) {

@@ -48,6 +48,9 @@ pub struct Manifest {
     /// per delayed link, measured when the network was built (see `net::calibrate`).
     #[serde(default)]
     pub latency_compensation_ms: f64,
+    /// Directories the run created for its processes (e.g. data directories), removed with it.
+    #[serde(default)]
+    pub scratch: Vec<std::path::PathBuf>,
 }
 
 impl Manifest {
