@@ -2,6 +2,7 @@
 //! failures, on an emulated network of namespaces and Open vSwitch switches.
 
 pub mod bench;
+pub mod client;
 pub mod doctor;
 pub mod net;
 pub mod signals;
