@@ -95,6 +95,14 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
         }
         _ => out.push(finding("etcd", false, format!("{} not found", etcd.display()), Some("apt-get install etcd-server etcd-client (or run scripts/setup.sh)"))),
     }
+    let etcdctl = Path::new(crate::system::etcd::ETCDCTL);
+    let ok = etcdctl.is_file();
+    out.push(finding(
+        "etcdctl",
+        ok,
+        if ok { format!("{} (reckon asks etcd for its leader with it)", etcdctl.display()) } else { format!("{} not found", etcdctl.display()) },
+        (!ok).then_some("apt-get install etcd-client (or run scripts/setup.sh)"),
+    ));
     out
 }
 
