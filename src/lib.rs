@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod client;
 pub mod doctor;
+pub mod fault;
 pub mod net;
 pub mod signals;
 pub mod system;
 pub mod topology;
+pub mod workload;

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ethtool;
 pub mod impair;
 pub mod netns;
+pub mod openflow;
 pub mod ovs;
 pub mod registry;
 pub mod rtnl;
@@ -280,6 +281,10 @@ pub struct Network {
     pub timings: Timings,
     /// The userspace impairment engine, if this process started one.
     engine: Option<std::process::Child>,
+    /// OpenFlow connections to the bridges, opened on first use.
+    switches: std::collections::HashMap<String, openflow::OfConn>,
+    /// Drop rules in place: bridge and directed (source, destination) pairs.
+    cuts: Vec<(String, Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>)>,
 }
 
 impl Network {
@@ -308,7 +313,7 @@ impl Network {
             return Err(NetError::Exists(format!("Open vSwitch bridge {b}")));
         }
         claim.write(&manifest).map_err(NetError::Registry)?;
-        let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default(), engine: None };
+        let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default(), engine: None, switches: Default::default(), cuts: Vec::new() };
         net.build(&mut db, opts.datapath)?;
         net.start_engine(opts)?;
         if opts.check {
@@ -527,6 +532,64 @@ impl Network {
     /// A command that will run inside `host`'s namespace.
     pub fn command(&self, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command, NetError> {
         command_in(&self.manifest, host, program)
+    }
+
+    /// Open OpenFlow connections to every switch now, so that later cuts take effect at once.
+    pub fn connect_switches(&mut self) -> Result<(), NetError> {
+        let rundir = self.ovs.socket.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/var/run/openvswitch".into());
+        for b in self.manifest.bridges.clone() {
+            if !self.switches.contains_key(&b) {
+                let c = openflow::OfConn::connect(&rundir, &b).map_err(|e| NetError::Impair(format!("OpenFlow connection to {b}: {e}")))?;
+                self.switches.insert(b, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut hosts `a` from hosts `b` (both ways, or only a -> b when `oneway`): drop rules on the
+    /// switch where each source's packets enter. Returns the number of directed pairs cut.
+    pub fn partition(&mut self, a: &[String], b: &[String], oneway: bool) -> Result<usize, NetError> {
+        self.connect_switches()?;
+        let topo = &self.manifest.topology;
+        let host = |n: &String| {
+            topo.host(n).ok_or_else(|| NetError::NoSuchHost {
+                host: n.clone(),
+                prefix: self.manifest.prefix.clone(),
+                known: topo.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        };
+        let mut by_bridge: std::collections::BTreeMap<String, Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>> = Default::default();
+        for x in a {
+            for y in b {
+                let (hx, hy) = (host(x)?, host(y)?);
+                if hx.name == hy.name {
+                    continue;
+                }
+                by_bridge.entry(format!("{}-{}", self.manifest.prefix, hx.switch)).or_default().push((hx.ip, hy.ip));
+                if !oneway {
+                    by_bridge.entry(format!("{}-{}", self.manifest.prefix, hy.switch)).or_default().push((hy.ip, hx.ip));
+                }
+            }
+        }
+        let mut n = 0;
+        for (bridge, pairs) in by_bridge {
+            let conn = self.switches.get_mut(&bridge).expect("connected above");
+            conn.drops(&pairs, true).map_err(|e| NetError::Impair(format!("partition on {bridge}: {e}")))?;
+            n += pairs.len();
+            self.cuts.push((bridge, pairs));
+        }
+        Ok(n)
+    }
+
+    /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
+    pub fn heal(&mut self) -> Result<usize, NetError> {
+        let mut n = 0;
+        for (bridge, pairs) in std::mem::take(&mut self.cuts) {
+            let conn = self.switches.get_mut(&bridge).expect("cut through this connection");
+            conn.drops(&pairs, false).map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
+            n += pairs.len();
+        }
+        Ok(n)
     }
 
     /// Record a directory the run created (for its processes) so that teardown, or `reckon

@@ -1,0 +1,299 @@
+//! Workloads: which operations a run issues, and when. A workload is data (`workloads/*.toml`:
+//! the key distribution and its defaults) resolved with the command line's `--rate`,
+//! `--write-ratio`, `--max-key`, `--payload-size`, `--arrival-process`, `--duration` and
+//! `--seed` into a [`Schedule`]: a deterministic sequence of timed operations, the same for the
+//! same seed, spread over the clients in turn (as reckon does).
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+pub const BUILTIN: &[(&str, &str)] = &[("uniform", include_str!("../../workloads/uniform.toml"))];
+
+pub fn known() -> String {
+    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// How operation times are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Evenly spaced, 1/rate apart.
+    Uniform,
+    /// A Poisson process: exponential gaps with mean 1/rate.
+    Poisson,
+}
+
+/// A workload file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadFile {
+    #[serde(default)]
+    description: String,
+    keys: String,
+    write_ratio: f64,
+    max_key: u64,
+    payload_size: usize,
+}
+
+/// A resolved workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub name: String,
+    pub rate: f64,
+    pub write_ratio: f64,
+    pub max_key: u64,
+    pub payload_size: usize,
+    pub arrival: Arrival,
+    /// Seconds.
+    pub duration: f64,
+    pub seed: u64,
+}
+
+/// What the command line may override.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub rate: Option<f64>,
+    pub write_ratio: Option<f64>,
+    pub max_key: Option<u64>,
+    pub payload_size: Option<usize>,
+    pub arrival: Option<Arrival>,
+    pub duration: Option<f64>,
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("unknown workload '{name}'; known workloads: {known}")]
+    Unknown { name: String, known: String },
+    #[error("{file}:{line}: {message}")]
+    Invalid { file: String, line: usize, message: String },
+    #[error("{0}")]
+    Bad(String),
+}
+
+pub fn builtin(name: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
+    let (_, src) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| WorkloadError::Unknown { name: name.into(), known: known() })?;
+    parse(name, &format!("workloads/{name}.toml"), src, o)
+}
+
+pub fn from_file(path: &Path, o: &Overrides) -> Result<Workload, WorkloadError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| WorkloadError::Bad(format!("cannot read workload file {file}: {e}")))?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    parse(&name, &file, &src, o)
+}
+
+fn parse(name: &str, file: &str, src: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
+    let f: WorkloadFile = toml::from_str(src).map_err(|e| WorkloadError::Invalid {
+        file: file.into(),
+        line: e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1),
+        message: e.message().trim().into(),
+    })?;
+    let _ = f.description;
+    if f.keys != "uniform" {
+        return Err(WorkloadError::Invalid { file: file.into(), line: 1, message: format!("keys = \"{}\": the key distributions are: uniform", f.keys) });
+    }
+    let w = Workload {
+        name: name.into(),
+        rate: o.rate.unwrap_or(100.0),
+        write_ratio: o.write_ratio.unwrap_or(f.write_ratio),
+        max_key: o.max_key.unwrap_or(f.max_key),
+        payload_size: o.payload_size.unwrap_or(f.payload_size),
+        arrival: o.arrival.unwrap_or(Arrival::Uniform),
+        duration: o.duration.unwrap_or(60.0),
+        seed: o.seed,
+    };
+    w.validate()?;
+    Ok(w)
+}
+
+impl Workload {
+    /// Refuse what cannot run, naming the flag.
+    pub fn validate(&self) -> Result<(), WorkloadError> {
+        let bad = |m: String| Err(WorkloadError::Bad(m));
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e6) {
+            return bad(format!("--rate {}: give operations per second, more than 0 and at most 1000000", self.rate));
+        }
+        if !(self.write_ratio.is_finite() && (0.0..=1.0).contains(&self.write_ratio)) {
+            return bad(format!("--write-ratio {}: give the share of writes, between 0 and 1", self.write_ratio));
+        }
+        if self.max_key > 100_000_000 {
+            return bad(format!("--max-key {}: at most 100000000 (every key is written before the run)", self.max_key));
+        }
+        if self.payload_size > 1 << 20 {
+            return bad(format!("--payload-size {}: at most 1048576 bytes", self.payload_size));
+        }
+        if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
+            return bad(format!("--duration {}: give seconds, more than 0 and at most 86400", self.duration));
+        }
+        Ok(())
+    }
+
+    fn key_width(&self) -> usize {
+        self.max_key.to_string().len()
+    }
+
+    /// A key, zero-padded like reckon's.
+    pub fn key(&self, k: u64) -> String {
+        format!("{k:0width$}", width = self.key_width())
+    }
+
+    /// The prerequisites: every key, written once (empty value) before the run.
+    pub fn prerequisites(&self) -> impl Iterator<Item = String> + '_ {
+        (0..=self.max_key).map(|k| self.key(k))
+    }
+
+    /// The run's operations in time order, each with the client (0..clients) that issues it.
+    pub fn schedule(&self, clients: usize) -> Schedule<'_> {
+        let mut seed_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x5eed_0f_0e5);
+        Schedule {
+            w: self,
+            clients: clients.max(1),
+            n: 0,
+            t: 0.0,
+            times: Xoshiro256PlusPlus::seed_from_u64(seed_rng.random()),
+            ops: Xoshiro256PlusPlus::seed_from_u64(seed_rng.random()),
+            exp: Exp::new(self.rate).expect("validated rate"),
+        }
+    }
+
+    /// How many operations the schedule has (uniform arrivals); an estimate for Poisson.
+    pub fn expected_ops(&self) -> u64 {
+        (self.rate * self.duration).ceil() as u64
+    }
+}
+
+/// What an operation does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Write { key: String, value: String },
+    Read { key: String },
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Write { .. } => "write",
+            Op::Read { .. } => "read",
+        }
+    }
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Write { key, .. } | Op::Read { key } => key,
+        }
+    }
+}
+
+/// One scheduled operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scheduled {
+    /// Its index in the schedule.
+    pub n: u64,
+    /// Seconds from the start of the run.
+    pub time: f64,
+    pub client: usize,
+    pub op: Op,
+}
+
+/// The run's operations, generated lazily: the same seed gives the same sequence.
+pub struct Schedule<'w> {
+    w: &'w Workload,
+    clients: usize,
+    n: u64,
+    t: f64,
+    times: Xoshiro256PlusPlus,
+    ops: Xoshiro256PlusPlus,
+    exp: Exp<f64>,
+}
+
+impl Iterator for Schedule<'_> {
+    type Item = Scheduled;
+
+    fn next(&mut self) -> Option<Scheduled> {
+        let time = match self.w.arrival {
+            Arrival::Uniform => self.n as f64 / self.w.rate,
+            Arrival::Poisson => {
+                let t = self.t;
+                self.t += self.exp.sample(&mut self.times);
+                t
+            }
+        };
+        if time >= self.w.duration {
+            return None;
+        }
+        let key = self.w.key(self.ops.random_range(0..=self.w.max_key));
+        let op = if self.ops.random::<f64>() < self.w.write_ratio {
+            let value: String = (0..self.w.payload_size).map(|_| (b'a' + self.ops.random_range(0..26u8)) as char).collect();
+            Op::Write { key, value }
+        } else {
+            Op::Read { key }
+        };
+        let s = Scheduled { n: self.n, time, client: (self.n % self.clients as u64) as usize, op };
+        self.n += 1;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(arrival: Arrival) -> Workload {
+        builtin("uniform", &Overrides { rate: Some(200.0), write_ratio: Some(0.5), max_key: Some(250), duration: Some(5.0), arrival: Some(arrival), seed: 42, ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn keys_are_zero_padded_like_reckon() {
+        let w = w(Arrival::Uniform);
+        assert_eq!(w.key(7), "007");
+        assert_eq!(w.prerequisites().count(), 251);
+        assert!(w.schedule(3).all(|s| s.op.key().len() == 3 && s.op.key().parse::<u64>().unwrap() <= 250));
+    }
+
+    #[test]
+    fn uniform_arrivals_are_evenly_spaced_and_spread_over_clients() {
+        let w = w(Arrival::Uniform);
+        let s: Vec<_> = w.schedule(3).collect();
+        assert_eq!(s.len(), 1000);
+        assert!((s[10].time - 0.05).abs() < 1e-12);
+        assert_eq!(s.iter().filter(|o| o.client == 2).count(), 333);
+        let writes = s.iter().filter(|o| matches!(o.op, Op::Write { .. })).count();
+        assert!((400..600).contains(&writes), "{writes}");
+        assert!(s.iter().all(|o| match &o.op { Op::Write { value, .. } => value.len() == 10 && value.chars().all(|c| c.is_ascii_lowercase()), _ => true }));
+    }
+
+    #[test]
+    fn poisson_arrivals_have_the_rate() {
+        let s: Vec<_> = w(Arrival::Poisson).schedule(1).collect();
+        assert!((900..1100).contains(&s.len()), "{}", s.len());
+        assert!(s.windows(2).all(|p| p[1].time >= p[0].time));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        for a in [Arrival::Uniform, Arrival::Poisson] {
+            let x: Vec<_> = w(a).schedule(2).collect();
+            assert_eq!(x, w(a).schedule(2).collect::<Vec<_>>());
+            let mut other = w(a);
+            other.seed = 43;
+            assert_ne!(x, other.schedule(2).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let o = |f: fn(&mut Overrides)| {
+            let mut o = Overrides::default();
+            f(&mut o);
+            builtin("uniform", &o).unwrap_err().to_string()
+        };
+        assert!(o(|o| o.rate = Some(0.0)).contains("--rate 0"));
+        assert!(o(|o| o.write_ratio = Some(1.5)).contains("--write-ratio 1.5"));
+        assert!(o(|o| o.duration = Some(-1.0)).contains("--duration -1"));
+        assert!(builtin("zipf", &Overrides::default()).unwrap_err().to_string().contains("known workloads: uniform"));
+    }
+}
