@@ -6,6 +6,8 @@ pub mod client;
 pub mod doctor;
 pub mod fault;
 pub mod net;
+pub mod record;
+pub mod run;
 pub mod signals;
 pub mod system;
 pub mod topology;

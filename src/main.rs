@@ -31,6 +31,10 @@ enum Cmd {
     /// Build, inspect and remove emulated networks by hand.
     #[command(subcommand)]
     Topo(Topo),
+    /// Run an experiment: build <topology>, start <system> on its node hosts, drive <workload>
+    /// from its client hosts (open loop) while <fault> plays, and write the results
+    /// (config.json, ops.csv, faults.csv, summary.json, timeseries.csv, histograms, node logs).
+    Run(Box<RunArgs>),
     /// Remove every reckon network that no running reckon process owns: leftovers of crashed
     /// runs and networks left up by `reckon topo up`. Removes only what those runs recorded
     /// creating, by exact name.
@@ -96,6 +100,82 @@ enum Topo {
     Links,
     /// List the reckon networks on this machine.
     List,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// The system under test: etcd or etcd-pre-vote.
+    system: String,
+    /// The topology: simple or wan.
+    topology: String,
+    /// The workload: uniform.
+    workload: String,
+    /// The fault: none, leader, leader-only, partial-partition, intermittent-partial,
+    /// intermittent-full or kill-n.
+    fault: String,
+    /// Number of nodes (for wan: data centres).
+    #[arg(long, default_value_t = 3)]
+    number_nodes: usize,
+    /// Number of client hosts (simple; wan has one per data centre).
+    #[arg(long)]
+    number_clients: Option<usize>,
+    /// One-way host-to-host delay in ms (reckon's default, 20).
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    link_latency: f64,
+    /// One-way host-to-host loss in percent.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    link_loss: f64,
+    /// Delay standard deviation as a fraction of --link-latency.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    link_jitter: f64,
+    /// What applies impairment.
+    #[arg(long, value_enum, default_value_t = impair::Backend::Auto)]
+    impair_backend: impair::Backend,
+    /// Operations per second, over all clients.
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
+    rate: f64,
+    /// Share of writes, 0 to 1 (default: the workload's, 1).
+    #[arg(long, allow_negative_numbers = true)]
+    write_ratio: Option<f64>,
+    /// Keys are 0..=max-key (default: the workload's, 1).
+    #[arg(long)]
+    max_key: Option<u64>,
+    /// Bytes per written value (default: the workload's, 10).
+    #[arg(long)]
+    payload_size: Option<usize>,
+    /// How operation times are drawn.
+    #[arg(long, value_enum, default_value_t = reckon::workload::Arrival::Uniform)]
+    arrival_process: reckon::workload::Arrival,
+    /// Seconds.
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
+    duration: f64,
+    /// Mean time between failures for the intermittent faults, seconds.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    mtbf: f64,
+    /// Nodes the kill-n fault kills at the start.
+    #[arg(long, default_value_t = 1)]
+    kill_n: usize,
+    /// Allow a fault to kill a majority of the nodes.
+    #[arg(long)]
+    allow_no_quorum: bool,
+    /// Failure detector timeout, seconds (etcd: election timeout).
+    #[arg(long, default_value_t = 1.0)]
+    failure_timeout: f64,
+    /// Where the results go (default: results/<system>-<topology>-<workload>-<fault>-<time>).
+    #[arg(long)]
+    result_location: Option<PathBuf>,
+    /// Seed of the workload's schedule and the links' jitter and loss.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Which node clients send to first.
+    #[arg(long, value_enum, default_value_t = reckon::client::etcd::Target::Local)]
+    client_target: reckon::client::etcd::Target,
+    /// Per-operation timeout, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    op_timeout: f64,
+    /// A fault file of your own instead of a named fault.
+    #[arg(long, value_name = "FILE")]
+    fault_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -412,6 +492,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Run(a) => return run_experiment(&cli.prefix, &a),
         Cmd::ImpairEngine { spec } => {
             let text = std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
             let spec: net::engine::EngineSpec = serde_json::from_slice(&text).context("engine spec")?;
@@ -525,6 +606,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out!("kernel: rcu_expedited={rcu} (teardown is mostly ovs-vswitchd waiting one RCU grace period per port it removes; see `reckon doctor`)");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
+    net::require_root()?;
+    if !(a.failure_timeout > 0.0 && a.failure_timeout <= 60.0) {
+        bail!("--failure-timeout {}: give seconds, more than 0 and at most 60", a.failure_timeout);
+    }
+    if !(a.op_timeout > 0.0 && a.op_timeout <= 600.0) {
+        bail!("--op-timeout {}: give seconds, more than 0 and at most 600", a.op_timeout);
+    }
+    let system = system::builtin(&a.system)?;
+    let topology = topology::builtin(&a.topology, Size { nodes: a.number_nodes, clients: a.number_clients })?;
+    let overrides = reckon::workload::Overrides {
+        rate: Some(a.rate),
+        write_ratio: a.write_ratio,
+        max_key: a.max_key,
+        payload_size: a.payload_size,
+        arrival: Some(a.arrival_process),
+        duration: Some(a.duration),
+        seed: a.seed,
+    };
+    let workload = reckon::workload::builtin(&a.workload, &overrides)?;
+    let params = reckon::fault::Params { duration: a.duration, mtbf: a.mtbf, kill_n: a.kill_n };
+    let fault = match &a.fault_file {
+        Some(f) => reckon::fault::from_file(f, params)?,
+        None => reckon::fault::builtin(&a.fault, params)?,
+    };
+    let impair = impair::ImpairOptions { latency_ms: a.link_latency, jitter: a.link_jitter, loss_pct: a.link_loss, seed: a.seed, backend: a.impair_backend };
+    impair.validate().map_err(anyhow::Error::msg)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let result_dir = a.result_location.clone().unwrap_or_else(|| PathBuf::from(format!("results/{}-{}-{}-{}-{stamp}", a.system, a.topology, a.workload, fault.name)));
+    let spec = reckon::run::RunSpec {
+        system,
+        topology,
+        workload,
+        fault,
+        net: NetworkOptions { prefix: prefix.into(), impair, ..Default::default() },
+        failure_timeout: std::time::Duration::from_secs_f64(a.failure_timeout),
+        kill_n: a.kill_n,
+        allow_no_quorum: a.allow_no_quorum,
+        mtbf: a.mtbf,
+        client_target: a.client_target,
+        op_timeout: std::time::Duration::from_secs_f64(a.op_timeout),
+        result_dir,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let outcome = reckon::run::run(&spec)?;
+    let s = &outcome.summary;
+    out!("{} {} {} {}: {} ops, {} ok, {} errors, {:.1} ok/s", a.system, a.topology, a.workload, spec.fault.name, s.ops, s.ok, s.errors, s.throughput);
+    out!("latency ms (from intended start): p50 {:.2}  p99 {:.2}  max {:.2}", s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.max);
+    for p in &s.phases {
+        out!("  {:<7} {:>6.1}-{:<6.1}s  {:>6} ok  {:>8.1} ok/s  p50 {:>8.2}  p99 {:>8.2}", p.name, p.from, p.to, p.ok, p.throughput, p.latency_ms.p50, p.latency_ms.p99);
+    }
+    out!("longest gap between successes: {:.3} s from {:.2} s", s.longest_gap, s.longest_gap_from);
+    for f in &outcome.faults {
+        out!("  fault {} {} {} at {:.3} s (scheduled {:.3}){}", f.event, f.action, f.targets, f.applied, f.scheduled, if f.error.is_empty() { String::new() } else { format!(": {}", f.error) });
+    }
+    out!("results in {}", outcome.dir.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,7 +37,7 @@ fn the_built_in_client_writes_and_reads_from_every_client_host() {
         for target in [Target::Local, Target::Leader, Target::All] {
             let all = eps.clone();
             let (put, get) = in_host(net.manifest(), &client.name, || async move {
-                let mut kv = EtcdKv::new(all, local, target);
+                let kv = EtcdKv::new(all, local, target);
                 let key = format!("{}-{target:?}", "k");
                 let put = kv.put(&key, b"value", Duration::from_secs(3)).await;
                 let get = kv.get(&key, Duration::from_secs(3)).await;
@@ -68,7 +68,7 @@ fn a_cut_off_client_times_out_within_the_operation_timeout() {
     net.set_impairment("mc2", Some(cut), Some(cut)).unwrap();
     let eps = c.endpoints();
     let (r, took) = in_host(net.manifest(), "mc2", || async move {
-        let mut kv = EtcdKv::new(eps, Some(1), Target::Local);
+        let kv = EtcdKv::new(eps, Some(1), Target::Local);
         let t = Instant::now();
         (kv.put("x", b"y", Duration::from_secs(1)).await, t.elapsed())
     })
@@ -92,7 +92,7 @@ fn the_leader_target_follows_a_new_leader() {
     let eps = c.endpoints();
     let new_ep = eps[t.nodes().position(|n| n.name == new).unwrap()].clone();
     let served = in_host(net.manifest(), "mc1", || async move {
-        let mut kv = EtcdKv::new(eps, None, Target::Leader);
+        let kv = EtcdKv::new(eps, None, Target::Leader);
         kv.put("after", b"failover", Duration::from_secs(5)).await
     })
     .unwrap()
@@ -136,7 +136,7 @@ fn an_external_client_runs_the_whole_stdio_exchange() {
     // The prerequisite and the writes really reached etcd.
     let eps = c.endpoints();
     let got = in_host(net.manifest(), "mc3", || async move {
-        let mut kv = EtcdKv::new(eps, None, Target::All);
+        let kv = EtcdKv::new(eps, None, Target::All);
         (kv.get("prereq", Duration::from_secs(3)).await, kv.get("0004", Duration::from_secs(3)).await)
     })
     .unwrap();

@@ -7,6 +7,8 @@
 //! - `leader`: the current leader first (asked with the maintenance Status RPC, asked again
 //!   after a failure), then the others;
 //! - `all`: the crate's load balancing over every node.
+//!
+//! An operation has one timeout in all; each endpoint tried gets an equal share of it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -37,14 +39,20 @@ pub struct Served {
     pub value: Option<Vec<u8>>,
 }
 
-/// An etcd client of one client host.
+/// An etcd client of one client host. Clones share connections, so the operations of an
+/// open-loop run can be in flight together (on the host's single-threaded runtime).
+#[derive(Clone)]
 pub struct EtcdKv {
-    /// Endpoints in the order to try them (for `All`: one balanced client).
-    order: Vec<String>,
-    clients: Vec<Option<Client>>,
+    inner: std::rc::Rc<std::cell::RefCell<Inner>>,
     target: Target,
     all: Vec<String>,
     connect_timeout: Duration,
+}
+
+struct Inner {
+    /// Endpoints in the order to try them (for `All`: one balanced client).
+    order: Vec<String>,
+    clients: Vec<Option<Client>>,
 }
 
 impl EtcdKv {
@@ -59,28 +67,40 @@ impl EtcdKv {
             order = vec![endpoints.join(",")];
         }
         let clients = order.iter().map(|_| None).collect();
-        EtcdKv { order, clients, target, all: endpoints, connect_timeout: Duration::from_millis(500) }
+        EtcdKv { inner: std::rc::Rc::new(std::cell::RefCell::new(Inner { order, clients })), target, all: endpoints, connect_timeout: Duration::from_millis(500) }
     }
 
-    async fn client(&mut self, i: usize) -> Result<Client, String> {
-        if let Some(c) = &self.clients[i] {
-            return Ok(c.clone());
+    fn endpoint(&self, i: usize) -> String {
+        self.inner.borrow().order[i].clone()
+    }
+
+    fn len(&self) -> usize {
+        self.inner.borrow().order.len()
+    }
+
+    async fn client(&self, i: usize) -> Result<Client, String> {
+        if let Some(c) = self.inner.borrow().clients[i].clone() {
+            return Ok(c);
         }
-        let eps: Vec<&str> = self.order[i].split(',').collect();
+        let ep = self.endpoint(i);
+        let eps: Vec<&str> = ep.split(',').collect();
         let opts = ConnectOptions::new().with_connect_timeout(self.connect_timeout).with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
         let c = tokio::time::timeout(self.connect_timeout * 2, Client::connect(eps, Some(opts)))
             .await
-            .map_err(|_| format!("connect to {}: timed out", self.order[i]))?
-            .map_err(|e| format!("connect to {}: {e}", self.order[i]))?;
-        self.clients[i] = Some(c.clone());
+            .map_err(|_| format!("connect to {ep}: timed out"))?
+            .map_err(|e| format!("connect to {ep}: {e}"))?;
+        let mut inner = self.inner.borrow_mut();
+        if inner.order.get(i) == Some(&ep) {
+            inner.clients[i] = Some(c.clone());
+        }
         Ok(c)
     }
 
     /// Put the leader first (Status RPC on each node until one names a leader it knows).
-    async fn find_leader(&mut self) {
+    async fn find_leader(&self) {
         let mut ids = Vec::new();
         let mut leader = 0;
-        for i in 0..self.order.len() {
+        for i in 0..self.len() {
             let Ok(mut c) = self.client(i).await else { continue };
             if let Ok(Ok(s)) = tokio::time::timeout(self.connect_timeout, c.status()).await {
                 ids.push((i, s.header().map(|h| h.member_id()).unwrap_or(0)));
@@ -90,13 +110,14 @@ impl EtcdKv {
             }
         }
         if let Some(&(i, _)) = ids.iter().find(|(_, id)| *id == leader && leader != 0) {
-            self.order[..=i].rotate_right(1);
-            self.clients[..=i].rotate_right(1);
+            let mut inner = self.inner.borrow_mut();
+            inner.order[..=i].rotate_right(1);
+            inner.clients[..=i].rotate_right(1);
         }
     }
 
     /// Write `key` = `value` within `timeout` in all.
-    pub async fn put(&mut self, key: &str, value: &[u8], timeout: Duration) -> Result<Served, String> {
+    pub async fn put(&self, key: &str, value: &[u8], timeout: Duration) -> Result<Served, String> {
         let (k, v) = (key.to_string(), value.to_vec());
         self.run(timeout, move |mut c| {
             let (k, v) = (k.clone(), v.clone());
@@ -106,7 +127,7 @@ impl EtcdKv {
     }
 
     /// Read `key` (linearizable) within `timeout` in all.
-    pub async fn get(&mut self, key: &str, timeout: Duration) -> Result<Served, String> {
+    pub async fn get(&self, key: &str, timeout: Duration) -> Result<Served, String> {
         let k = key.to_string();
         self.run(timeout, move |mut c| {
             let k = k.clone();
@@ -116,32 +137,41 @@ impl EtcdKv {
     }
 
     /// Try the endpoints in order until one answers, all within `timeout`.
-    async fn run<F, Fut>(&mut self, timeout: Duration, op: F) -> Result<Served, String>
+    async fn run<F, Fut>(&self, timeout: Duration, op: F) -> Result<Served, String>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<Option<Vec<u8>>, etcd_client::Error>>,
     {
         let deadline = Instant::now() + timeout;
-        if self.target == Target::Leader && self.clients.iter().all(|c| c.is_none()) {
+        let untouched = self.inner.borrow().clients.iter().all(|c| c.is_none());
+        if self.target == Target::Leader && untouched {
             let _ = tokio::time::timeout(timeout / 2, self.find_leader()).await;
         }
         let mut errors = Vec::new();
-        for i in 0..self.order.len() {
+        // Each endpoint gets an equal share of the timeout, so a node that hangs (cut off from
+        // its leader, say) leaves time to try the next.
+        let share = timeout / self.len().max(1) as u32;
+        for i in 0..self.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
+            let left = if i + 1 == self.len() { left } else { left.min(share) };
+            let ep = self.endpoint(i);
             let attempt = async {
                 let c = self.client(i).await?;
                 op(c).await.map_err(|e| e.to_string())
             };
             match tokio::time::timeout(left, attempt).await {
-                Ok(Ok(value)) => return Ok(Served { endpoint: self.order[i].clone(), value }),
-                Ok(Err(e)) => errors.push(format!("{}: {e}", self.order[i])),
-                Err(_) => errors.push(format!("{}: timed out", self.order[i])),
+                Ok(Ok(value)) => return Ok(Served { endpoint: ep, value }),
+                Ok(Err(e)) => errors.push(format!("{ep}: {e}")),
+                Err(_) => errors.push(format!("{ep}: timed out")),
             }
             // A failed endpoint gets a fresh connection next time.
-            self.clients[i] = None;
+            let mut inner = self.inner.borrow_mut();
+            if inner.order.get(i) == Some(&ep) {
+                inner.clients[i] = None;
+            }
         }
         if self.target == Target::Leader {
             let _ = tokio::time::timeout(Duration::from_millis(200), self.find_leader()).await;

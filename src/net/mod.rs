@@ -578,7 +578,15 @@ impl Network {
             n += pairs.len();
             self.cuts.push((bridge, pairs));
         }
+        self.purge_datapath()?;
         Ok(n)
+    }
+
+    /// The switches' rules are in place once the barrier returns, but the datapath keeps
+    /// forwarding cached flows until ovs-vswitchd's revalidators catch up (up to half a second):
+    /// purge the cache, so the next packets are switched under the new rules at once.
+    fn purge_datapath(&self) -> Result<(), NetError> {
+        self.ovs.vswitchd_command("revalidator/purge", &[]).map(|_| ()).map_err(NetError::Ovs)
     }
 
     /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
@@ -588,6 +596,9 @@ impl Network {
             let conn = self.switches.get_mut(&bridge).expect("cut through this connection");
             conn.drops(&pairs, false).map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
             n += pairs.len();
+        }
+        if n > 0 {
+            self.purge_datapath()?;
         }
         Ok(n)
     }

@@ -124,6 +124,27 @@ impl OvsConfig {
         Ovsdb::connect(&self.socket)
     }
 
+    /// Run an `ovs-appctl` command on ovs-vswitchd, speaking its unixctl JSON-RPC directly
+    /// (no process per call). Returns the command's text answer.
+    pub fn vswitchd_command(&self, method: &str, params: &[&str]) -> Result<String, OvsError> {
+        let dir = self.socket.parent().unwrap_or(Path::new("/var/run/openvswitch"));
+        let fail = |d: String| OvsError::Protocol { socket: dir.join("ovs-vswitchd.<pid>.ctl"), detail: d };
+        let pid = std::fs::read_to_string(dir.join("ovs-vswitchd.pid")).map_err(|e| fail(format!("ovs-vswitchd.pid: {e}")))?;
+        let ctl = dir.join(format!("ovs-vswitchd.{}.ctl", pid.trim()));
+        let mut stream = UnixStream::connect(&ctl).map_err(|e| fail(format!("{}: {e}", ctl.display())))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| fail(e.to_string()))?;
+        stream.write_all(json!({"method": method, "params": params, "id": 1}).to_string().as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let reply: Value = serde_json::Deserializer::from_reader(BufReader::new(stream))
+            .into_iter::<Value>()
+            .next()
+            .ok_or_else(|| fail("no answer".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        if !reply["error"].is_null() {
+            return Err(fail(format!("{method}: {}", reply["error"])));
+        }
+        Ok(reply["result"].as_str().unwrap_or_default().to_string())
+    }
+
     pub fn is_running(&self) -> bool {
         Ovsdb::connect(&self.socket).is_ok() && self.vswitchd_running()
     }
