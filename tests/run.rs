@@ -1,0 +1,166 @@
+//! `reckon run` end to end on etcd over wan with 3 data centres (short runs): each fault shows
+//! its effect in the results, events land on schedule, a killed run leaves a readable ops.csv,
+//! and bad input builds nothing. Needs root, OVS and etcd. One run at a time.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reckon::record::{read_ops, Summary};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn results(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("reckon-test-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Run `reckon run` and return its results folder's summary and fault rows.
+fn run(prefix: &str, args: &[&str], dir: &Path) -> (Summary, Vec<reckon::record::FaultRecord>, String) {
+    let _ = opts(prefix);
+    let mut a = vec!["--prefix", prefix, "run"];
+    a.extend_from_slice(args);
+    a.extend(["--result-location", dir.to_str().unwrap()]);
+    let o = reckon(&a);
+    let out = text(&o);
+    assert!(o.status.success(), "{a:?}: {out}");
+    let s: Summary = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let faults = csv::Reader::from_path(dir.join("faults.csv")).unwrap().deserialize().collect::<Result<Vec<_>, _>>().unwrap();
+    assert_clean(prefix);
+    (s, faults, out)
+}
+
+#[test]
+fn no_fault_no_errors_and_every_result_file() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("none");
+    let (s, faults, out) = run("yrn", &["etcd", "wan", "uniform", "none", "--duration", "4", "--rate", "50", "--write-ratio", "0.5"], &dir);
+    assert_eq!(s.ops, 200, "{out}");
+    assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
+    assert!(faults.is_empty());
+    // Latency is measured from the intended start and crosses the 20 ms WAN (local target).
+    assert!(s.latency_ms.p50 > 1.0, "{:?}", s.latency_ms);
+    for f in ["config.json", "ops.csv", "faults.csv", "summary.json", "timeseries.csv", "latency-all.hgrm", "logs/h1.log"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert!(cfg["system_version"].as_str().unwrap().contains("3.4"), "{cfg}");
+    assert_eq!(cfg["workload"]["rate"], 50.0);
+    let ops = read_ops(&dir.join("ops.csv")).unwrap();
+    assert_eq!(ops.len(), 200);
+    assert!(ops.iter().all(|o| o.sent >= o.intended - 0.002 && o.done >= o.sent));
+    assert_eq!(ops.iter().filter(|o| o.client == "mc3").count(), 66);
+}
+
+#[test]
+fn partial_partition_lands_on_schedule() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("pp");
+    let (s, faults, _) = run("yrp", &["etcd-pre-vote", "wan", "uniform", "partial-partition", "--duration", "6", "--rate", "50"], &dir);
+    assert_eq!(faults.len(), 2);
+    assert_eq!((faults[0].action.as_str(), faults[1].action.as_str()), ("partition", "heal"));
+    for f in &faults {
+        assert!(f.error.is_empty(), "{f:?}");
+        assert!((f.applied - f.scheduled).abs() <= 0.005, "event {f:?} applied more than 5 ms off schedule");
+    }
+    // The leader and exactly one follower.
+    let sides: Vec<&str> = faults[0].targets.split(" | ").collect();
+    assert_eq!(sides.len(), 2);
+    assert!(sides.iter().all(|s| s.starts_with('h') && !s.contains(' ')), "{sides:?}");
+    assert_eq!(s.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
+    assert!(s.phases[2].ok > 0);
+}
+
+#[test]
+fn killing_the_leader_shows_and_recovers() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("leader");
+    let (s, faults, out) = run("yrl", &["etcd", "wan", "uniform", "leader", "--duration", "9", "--rate", "50", "--failure-timeout", "0.5"], &dir);
+    assert_eq!(faults.len(), 2, "{out}");
+    assert_eq!(faults[0].action, "kill");
+    assert_eq!(faults[1].action, "restart");
+    assert_eq!(faults[0].targets, faults[1].targets, "the killed node is the one restarted");
+    let (before, during) = (&s.phases[0], &s.phases[1]);
+    // The kill shows: errors, or operations that waited for a new leader.
+    assert!(s.errors > 0 || during.latency_ms.max > 2.0 * before.latency_ms.p99, "{s:?}");
+    let r = s.recovery[0].seconds_to_first_success.expect("no success after the kill");
+    assert!(r < 5.0, "recovery took {r} s");
+    assert!(s.phases[2].ok > 0, "nothing succeeded after the restart");
+}
+
+#[test]
+fn intermittent_faults_stop_at_two_thirds() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("int");
+    let (_, faults, _) = run("yri", &["etcd", "wan", "uniform", "intermittent-full", "--duration", "6", "--rate", "20", "--mtbf", "0.5"], &dir);
+    assert!(faults.len() >= 4, "{faults:?}");
+    let last = faults.last().unwrap();
+    assert_eq!(last.action, "heal");
+    assert!(faults.iter().all(|f| f.scheduled >= 2.0 - 1e-9 && f.scheduled <= 4.0 + 1e-9), "{faults:?}");
+    assert!(last.applied <= 4.005, "{last:?}");
+    // One follower against everyone else: five hosts on the far side.
+    assert_eq!(faults[0].targets.split(" | ").nth(1).unwrap().split(' ').count(), 5, "{:?}", faults[0]);
+}
+
+#[test]
+fn a_killed_run_leaves_a_readable_ops_csv() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("killed");
+    let p = "yrk";
+    let _ = opts(p);
+    let mut child = Command::new(BIN)
+        .args(["--prefix", p, "run", "etcd", "simple", "uniform", "none", "--duration", "30", "--rate", "100", "--link-latency", "0", "--result-location", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ops = dir.join("ops.csv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&ops).map(|s| s.lines().count()).unwrap_or(0) < 100 {
+        assert!(Instant::now() < deadline, "no operations recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rows = read_ops(&ops).expect("ops.csv of a killed run must parse");
+    assert!(rows.len() >= 99, "{}", rows.len());
+    assert!(rows.iter().all(|r| r.ok), "a run without faults had errors");
+    let o = reckon(&["clean", "--only", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_clean(p);
+    assert!(!sh("ps -eo args").lines().any(|l| l.starts_with("/usr/bin/etcd") && l.contains(&format!("reckon-{p}"))), "etcd of the killed run survived");
+}
+
+#[test]
+fn bad_run_input_builds_nothing() {
+    let p = "yrb";
+    let dir = results("bad");
+    let d = dir.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["etcd9", "wan", "uniform", "none"], "known systems: etcd, etcd-pre-vote"),
+        (vec!["etcd", "mesh", "uniform", "none"], "known topologies: simple, wan"),
+        (vec!["etcd", "wan", "zipf", "none"], "known workloads: uniform"),
+        (vec!["etcd", "wan", "uniform", "meteor"], "known faults: none, leader"),
+        (vec!["etcd", "wan", "uniform", "none", "--rate", "0"], "--rate 0"),
+        (vec!["etcd", "wan", "uniform", "none", "--write-ratio", "1.5"], "--write-ratio 1.5"),
+        (vec!["etcd", "wan", "uniform", "kill-n", "--kill-n", "2"], "--allow-no-quorum"),
+        (vec!["etcd", "wan", "uniform", "none", "--link-loss", "120"], "--link-loss 120"),
+        (vec!["etcd", "wan", "uniform", "none", "--result-location", "/proc/reckon-results"], "result location /proc/reckon-results"),
+    ] {
+        let mut a = vec!["--prefix", p, "run"];
+        a.extend(args.iter().copied());
+        if !args.contains(&"--result-location") {
+            a.extend(["--result-location", d]);
+        }
+        let o = reckon(&a);
+        assert!(!o.status.success(), "{a:?} succeeded");
+        assert!(text(&o).contains(expect), "{a:?}: want '{expect}' in {}", text(&o));
+        assert_clean(p);
+        assert!(!dir.join("ops.csv").exists());
+    }
+}
