@@ -11,15 +11,12 @@ setup:
 build: setup
 	$(CARGO) build --release
 
-# Until `reckon run` lands, the default experiment is the emulated network itself: check the
-# machine, bring up wan with 3 data centres (all host pairs checked over ICMP and TCP), ping
-# across it, and take it down.
+# The default experiment, short: etcd on wan with 3 data centres (20 ms between them), the
+# uniform workload, the leader cut off from one follower between T/3 and 2T/3.
 run: build
 	$(RECKON) doctor
 	$(RECKON) clean --only rkrun
-	$(RECKON) --prefix rkrun topo up wan --number-nodes 3
-	$(RECKON) --prefix rkrun topo exec h1 -- ping -c 3 10.0.1.3 || true
-	$(RECKON) --prefix rkrun topo down
+	$(RECKON) --prefix rkrun run etcd wan uniform partial-partition --duration 15 --result-location results/make-run-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(CARGO) build --release
@@ -28,6 +25,7 @@ test: setup
 bench: build
 	$(RECKON) bench net
 	$(RECKON) bench engine
+	$(RECKON) bench run
 
 clean:
 	$(RECKON) clean

@@ -354,3 +354,86 @@ pub fn engine(bin: &std::path::Path, rates: &[u64], delay_ms: f64, secs: f64, mu
     drop(rig);
     Ok((out, best, best_cpu))
 }
+
+// ---- the run's workload machinery ----
+
+/// What `reckon bench run` measured.
+pub struct RunBench {
+    pub generated_per_s: f64,
+    /// (offered rate, dispatched per second, lag p50 ms, lag p99 ms)
+    pub dispatch: Vec<(f64, f64, f64, f64)>,
+    pub bytes_per_op: f64,
+    /// Wall time of a real etcd/wan-3 run beyond its duration, if measured.
+    pub overhead: Option<(f64, Duration)>,
+}
+
+/// Generation speed, open-loop dispatch against a no-op target on one thread, memory per
+/// recorded operation, and (with `etcd_secs`) the overhead of a real run.
+pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> anyhow::Result<RunBench> {
+    use crate::record::OpRecord;
+    use crate::workload::{builtin as workload, Overrides};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{mpsc, Arc};
+
+    let w = workload("uniform", &Overrides { rate: Some(1e6), duration: Some(2.0), write_ratio: Some(0.5), max_key: Some(1000), ..Default::default() })?;
+    let t = std::time::Instant::now();
+    let n = w.schedule(3).count();
+    let generated_per_s = n as f64 / t.elapsed().as_secs_f64();
+
+    let mut dispatch = Vec::new();
+    let mut bytes_per_op = 0.0;
+    for &rate in rates {
+        let w = workload("uniform", &Overrides { rate: Some(rate), duration: Some(2.0), write_ratio: Some(0.5), ..Default::default() })?;
+        let ops: Vec<_> = w.schedule(1).collect();
+        let (tx, rx) = mpsc::channel::<OpRecord>();
+        let t0 = std::time::Instant::now() + Duration::from_millis(50);
+        let stop = Arc::new(AtomicBool::new(false));
+        let runner = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(crate::run::open_loop("bench".into(), ops, t0, tx, stop, |_| async { Ok(String::new()) }));
+        });
+        let records: Vec<OpRecord> = rx.iter().collect();
+        runner.join().map_err(|_| anyhow::anyhow!("dispatcher panicked"))?;
+        let mut lag: Vec<f64> = records.iter().map(|r| (r.sent - r.intended).max(0.0)).collect();
+        lag.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let span = records.iter().map(|r| r.sent).fold(0.0f64, f64::max) - records.iter().map(|r| r.sent).fold(f64::MAX, f64::min);
+        let q = |p: f64| lag.get(((lag.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0.0) * 1e3;
+        dispatch.push((rate, records.len() as f64 / span.max(1e-9), q(0.5), q(0.99)));
+        // What a recorded operation holds: the record and its strings.
+        let heap: usize = records.iter().map(|r| r.client.capacity() + r.kind.capacity() + r.key.capacity() + r.error.capacity() + r.target.capacity()).sum();
+        bytes_per_op = (std::mem::size_of::<OpRecord>() * records.len() + heap) as f64 / records.len().max(1) as f64;
+    }
+
+    let overhead = match etcd_secs {
+        None => None,
+        Some(secs) => {
+            let dir = std::env::temp_dir().join(format!("reckon-bench-run-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let spec = crate::run::RunSpec {
+                system: crate::system::builtin("etcd")?,
+                topology: crate::topology::builtin("wan", crate::topology::Size { nodes: 3, clients: None })?,
+                workload: workload("uniform", &Overrides { rate: Some(100.0), duration: Some(secs), ..Default::default() })?,
+                fault: crate::fault::builtin("none", crate::fault::Params { duration: secs, mtbf: 1.0, kill_n: 0 })?,
+                net: NetworkOptions {
+                    prefix: prefix.into(),
+                    impair: crate::net::impair::ImpairOptions { latency_ms: 20.0, ..Default::default() },
+                    ..Default::default()
+                },
+                failure_timeout: Duration::from_secs(1),
+                kill_n: 0,
+                allow_no_quorum: false,
+                mtbf: 1.0,
+                client_target: crate::client::etcd::Target::Local,
+                op_timeout: Duration::from_secs(1),
+                result_dir: dir.clone(),
+                progress: false,
+            };
+            let t = std::time::Instant::now();
+            crate::run::run(&spec)?;
+            let wall = t.elapsed();
+            let _ = std::fs::remove_dir_all(&dir);
+            Some((secs, wall))
+        }
+    };
+    Ok(RunBench { generated_per_s, dispatch, bytes_per_op, overhead })
+}

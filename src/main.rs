@@ -296,6 +296,17 @@ enum Bench {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// The run's machinery: operations generated per second, open-loop dispatch against a no-op
+    /// target on one thread (rate and lag), memory per recorded operation, and how much longer
+    /// than its duration a real etcd/wan-3 run takes.
+    Run {
+        /// Offered rates for the dispatch test, operations/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [50_000.0, 100_000.0, 200_000.0])]
+        rates: Vec<f64>,
+        /// Duration of the real etcd/wan-3 run, seconds (0 skips it).
+        #[arg(long, default_value_t = 10.0)]
+        etcd_secs: f64,
+    },
     /// Time building and tearing down wan-3..33 and simple-33.
     Net {
         /// Repetitions per case (the median is reported).
@@ -577,6 +588,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             out!("highest rate forwarded with < 0.1% loss (1 ms delay, steps of 50k-100k): {best} pps, engine CPU {best_cpu:.0}% of a core");
             out!("error: |one-way delay - {delay} ms - the same stream's median one-way delay with no delay added|");
+        }
+        Cmd::Bench(Bench::Run { rates, etcd_secs }) => {
+            let prefix = if cli.prefix == net::DEFAULT_PREFIX { "rkbr" } else { cli.prefix.as_str() };
+            let b = bench::run_machinery(&rates, (etcd_secs > 0.0).then_some(etcd_secs), prefix)?;
+            out!("schedule generation: {:.2} M operations/s (uniform keys, 3 clients)", b.generated_per_s / 1e6);
+            out!("open-loop dispatch on one thread against a no-op target:");
+            out!("{:>12} {:>14} {:>12} {:>12}", "offered/s", "dispatched/s", "lag p50 ms", "lag p99 ms");
+            for (rate, got, p50, p99) in &b.dispatch {
+                out!("{:>12.0} {:>14.0} {:>12.3} {:>12.3}", rate, got, p50, p99);
+            }
+            out!("memory per recorded operation: {:.0} bytes", b.bytes_per_op);
+            if let Some((secs, wall)) = b.overhead {
+                out!("a {secs} s etcd/wan-3 run took {:.1} s in all: {:.1} s beyond its duration (build, cluster, prerequisites, summary, teardown)", wall.as_secs_f64(), wall.as_secs_f64() - secs);
+            }
         }
         Cmd::Bench(Bench::Net { repeat, datapath }) => {
             out!(

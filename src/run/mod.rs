@@ -312,38 +312,64 @@ where
         .await
 }
 
-/// One client host's open loop: each operation is sent at its scheduled instant, whether or
-/// not earlier ones have returned.
+/// One client host's open loop against etcd.
 #[allow(clippy::too_many_arguments)]
 async fn drive(host: String, ops: Vec<Scheduled>, eps: Vec<String>, local: Option<usize>, target: Target, timeout: Duration, t0: Instant, tx: mpsc::Sender<OpRecord>, stop: Arc<AtomicBool>) {
     let kv = EtcdKv::new(eps, local, target);
+    open_loop(host, ops, t0, tx, stop, move |op| {
+        let kv = kv.clone();
+        async move {
+            let r = match &op {
+                Op::Write { key, value } => kv.put(key, value.as_bytes(), timeout).await,
+                Op::Read { key } => kv.get(key, timeout).await,
+            };
+            r.map(|served| served.endpoint)
+        }
+    })
+    .await
+}
+
+/// The open loop: each operation is sent at its scheduled instant, whether or not earlier ones
+/// have returned (no coordinated omission), by `perform` (which answers the endpoint that
+/// served it, or the error), and recorded into `tx`.
+pub async fn open_loop<F, Fut>(host: String, ops: Vec<Scheduled>, t0: Instant, tx: mpsc::Sender<OpRecord>, stop: Arc<AtomicBool>, perform: F)
+where
+    F: Fn(Op) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<String, String>> + 'static,
+{
     let set = tokio::task::LocalSet::new();
     set.run_until(async move {
         let start = tokio::time::Instant::from_std(t0);
-        let mut handles = Vec::new();
+        let mut inflight = tokio::task::JoinSet::new();
         for s in ops {
-            tokio::time::sleep_until(start + Duration::from_secs_f64(s.time)).await;
+            // tokio's timer has millisecond resolution: sleep to within 2 ms of the instant, then
+            // yield (letting replies be handled) until it comes.
+            let due = start + Duration::from_secs_f64(s.time);
+            if due > tokio::time::Instant::now() + Duration::from_millis(2) {
+                tokio::time::sleep_until(due - Duration::from_millis(2)).await;
+            }
+            while tokio::time::Instant::now() < due {
+                tokio::task::yield_now().await;
+            }
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let (kv, tx, host) = (kv.clone(), tx.clone(), host.clone());
-            handles.push(tokio::task::spawn_local(async move {
+            let (tx, host) = (tx.clone(), host.clone());
+            let fut = perform(s.op.clone());
+            inflight.spawn_local(async move {
                 let sent = secs(t0);
-                let r = match &s.op {
-                    Op::Write { key, value } => kv.put(key, value.as_bytes(), timeout).await,
-                    Op::Read { key } => kv.get(key, timeout).await,
-                };
+                let r = fut.await;
                 let done = secs(t0);
                 let (ok, error, target) = match r {
-                    Ok(served) => (true, String::new(), served.endpoint),
+                    Ok(endpoint) => (true, String::new(), endpoint),
                     Err(e) => (false, e, String::new()),
                 };
                 let _ = tx.send(OpRecord { n: s.n, client: host, kind: s.op.kind().into(), key: s.op.key().into(), intended: s.time, sent, done, ok, error, target });
-            }));
+            });
+            // Reap what finished, so the set stays small on long runs.
+            while inflight.try_join_next().is_some() {}
         }
-        for h in handles {
-            let _ = h.await;
-        }
+        while inflight.join_next().await.is_some() {}
     })
     .await;
 }
