@@ -88,8 +88,8 @@ pub fn all_pairs(hosts: &[Endpoint]) -> Result<usize, CheckError> {
     }
 }
 
-/// Round-trip times of `count` pings, one after another, from inside namespace `from` to `to`.
-pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize) -> std::io::Result<Vec<Duration>> {
+/// Round-trip times of `count` pings, `gap` apart, from inside namespace `from` to `to`.
+pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize, gap: Duration) -> std::io::Result<Vec<Duration>> {
     super::netns::in_netns(from, || -> std::io::Result<Vec<Duration>> {
         let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -98,6 +98,7 @@ pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize) -> std::io::Result<Vec<D
         let mut out = Vec::new();
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
         for seq in 0..count as u16 {
+            std::thread::sleep(gap);
             let sent = Instant::now();
             sock.send_to(&echo_request(id, seq), &dest)?;
             while sent.elapsed() < Duration::from_secs(2) {

@@ -839,7 +839,9 @@ fn apply(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
 /// VM with the userspace datapath, a few hundred microseconds per switch. So that delayed links
 /// add up to exactly the latency asked for, measure it once, with every link clear, on the pair
 /// of hosts whose path crosses the most delayed links, and spread it over those links: returns
-/// the one-way latency to take off each delayed link, in ms (0 if no link is delayed).
+/// the one-way latency to take off each delayed link, in ms (0 if no link is delayed). The
+/// pings are 20 ms apart, as a workload's packets are at reckon's rates; under much heavier
+/// traffic the switches answer faster and the round trip comes out a little short.
 fn calibrate(m: &Manifest) -> Result<f64, NetError> {
     let delayed: Vec<&str> = m
         .impairments
@@ -862,7 +864,8 @@ fn calibrate(m: &Manifest) -> Result<f64, NetError> {
     }
     let Some((k, a, b)) = best else { return Ok(0.0) };
     let fd = netns::open(m.netns_of(&a.name).unwrap_or_default()).map_err(|e| NetError::Impair(format!("calibration: {e}")))?;
-    let mut rtts = check::rtts(&fd, b.ip, 25).map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
+    // Spaced like a workload's packets, so the switches' wake-up from idle is counted too.
+    let mut rtts = check::rtts(&fd, b.ip, 25, Duration::from_millis(20)).map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
     if rtts.len() < 15 {
         return Err(NetError::Impair(format!("calibration: {} -> {} answered {} of 25 pings", a.name, b.name, rtts.len())));
     }

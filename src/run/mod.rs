@@ -225,13 +225,18 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
             Err(e) => (String::new(), e),
         };
         faults.push(FaultRecord { event: k, action: format!("{:?}", ev.action).to_lowercase(), targets, scheduled: ev.at, applied, error });
-        record::write_faults(&dir, &faults).map_err(results)?;
+        if let Err(e) = record::write_faults(&dir, &faults) {
+            // Stop the clients (their threads live in the hosts) before anything is torn down.
+            stop.store(true, Ordering::SeqCst);
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(results(e));
+        }
     }
-    if spec.fault.events.is_empty() {
-        record::write_faults(&dir, &faults).map_err(results)?;
-    }
+    let faults_written = if spec.fault.events.is_empty() { record::write_faults(&dir, &faults) } else { Ok(()) };
     sleep_until(t0 + Duration::from_secs_f64(duration), &stop);
-    if crate::signals::interrupted() {
+    if crate::signals::interrupted() || faults_written.is_err() {
         stop.store(true, Ordering::SeqCst);
     }
     for t in threads {
@@ -242,6 +247,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         let _ = p.join();
     }
     let ops = recorder.join().unwrap_or_default();
+    faults_written.map_err(results)?;
     let span = spec.fault.span().map(|(a, b)| {
         let applied = |t: f64| faults.iter().find(|f| (f.scheduled - t).abs() < 1e-9).map(|f| f.applied).unwrap_or(t);
         (applied(a), applied(b))
