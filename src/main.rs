@@ -176,6 +176,10 @@ struct RunArgs {
     /// A fault file of your own instead of a named fault.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<PathBuf>,
+    /// Debug: build the network and start the system, then take commands (`<host> <cmd…>`,
+    /// `partition A B`, `heal`, `kill N`, `restart N`, `leader`, `help`…) until `exit`.
+    #[arg(short = 'd')]
+    debug: bool,
 }
 
 #[derive(Args, Clone)]
@@ -678,6 +682,11 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         result_dir,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
+    if a.debug {
+        let stdin = std::io::stdin();
+        reckon::run::debug_shell(&spec, stdin.lock(), std::io::stdout())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = reckon::run::run(&spec)?;
     let s = &outcome.summary;
     out!("{} {} {} {}: {} ops, {} ok, {} errors, {:.1} ok/s", a.system, a.topology, a.workload, spec.fault.name, s.ops, s.ok, s.errors, s.throughput);

@@ -164,3 +164,29 @@ fn bad_run_input_builds_nothing() {
         assert!(!dir.join("ops.csv").exists());
     }
 }
+
+#[test]
+fn the_debug_shell_runs_commands_and_tears_down() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = "yrd";
+    let _ = opts(p);
+    let dir = results("debug");
+    let mut child = Command::new(BIN)
+        .args(["--prefix", p, "run", "-d", "etcd", "simple", "uniform", "none", "--result-location", dir.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let script = "leader\nmc1 ping -c 1 -W 1 10.0.1.3\npartition client:1 node:3\nmc1 ping -c 1 -W 1 10.0.1.3\nheal\nmc1 ping -c 1 -W 1 10.0.1.3\nkill node:1\nrestart killed\nnonsense\nexit\n";
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}");
+    let pings: Vec<&str> = out.lines().filter(|l| l.starts_with("[exit")).collect();
+    assert_eq!(pings, ["[exit 0]", "[exit 1]", "[exit 0]"], "ping before, during and after the cut: {out}");
+    for want in ["etcd is up on simple", "cut mc1 | h3", "healed 2 directed pairs", "kill: h1", "restart: h1", "unknown command 'nonsense'", "torn down"] {
+        assert!(out.contains(want), "want '{want}' in {out}");
+    }
+    assert_clean(p);
+}
