@@ -427,6 +427,7 @@ pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> any
                 op_timeout: Duration::from_secs(1),
                 result_dir: dir.clone(),
                 progress: false,
+                client_cmd: None,
             };
             let t = std::time::Instant::now();
             crate::run::run(&spec)?;

@@ -176,6 +176,10 @@ struct RunArgs {
     /// A fault file of your own instead of a named fault.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<PathBuf>,
+    /// An external client speaking reckon's stdio protocol, instead of the built-in one; it is
+    /// run in each client host as `<cmd> --targets=<urls> --id=<n> --ncpr=false`.
+    #[arg(long, value_name = "CMD")]
+    client_cmd: Option<String>,
     /// Debug: build the network and start the system, then take commands (`<host> <cmd…>`,
     /// `partition A B`, `heal`, `kill N`, `restart N`, `leader`, `help`…) until `exit`.
     #[arg(short = 'd')]
@@ -681,6 +685,7 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         op_timeout: std::time::Duration::from_secs_f64(a.op_timeout),
         result_dir,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        client_cmd: a.client_cmd.as_ref().map(|c| c.split_whitespace().map(String::from).collect()),
     };
     if a.debug {
         let stdin = std::io::stdin();
@@ -697,6 +702,9 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
     out!("longest gap between successes: {:.3} s from {:.2} s", s.longest_gap, s.longest_gap_from);
     for f in &outcome.faults {
         out!("  fault {} {} {} at {:.3} s (scheduled {:.3}){}", f.event, f.action, f.targets, f.applied, f.scheduled, if f.error.is_empty() { String::new() } else { format!(": {}", f.error) });
+    }
+    for e in &outcome.client_errors {
+        out!("  client error: {e}");
     }
     out!("results in {}", outcome.dir.display());
     Ok(ExitCode::SUCCESS)

@@ -190,3 +190,20 @@ fn the_debug_shell_runs_commands_and_tears_down() {
     }
     assert_clean(p);
 }
+
+#[test]
+fn an_external_client_drives_a_run_and_a_dying_one_is_reported() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let client = env!("CARGO_BIN_EXE_reckon-stdio-client");
+    let dir = results("ext");
+    let (s, _, _) = run("yre", &["etcd", "simple", "uniform", "none", "--duration", "2", "--rate", "10", "--number-clients", "2", "--link-latency", "0", "--client-cmd", client], &dir);
+    assert_eq!((s.ops, s.errors), (20, 0));
+    let ops = read_ops(&dir.join("ops.csv")).unwrap();
+    assert_eq!(ops.iter().filter(|o| o.client == "mc2").count(), 10);
+    assert!(ops.iter().all(|o| o.target.starts_with("http://10.0.1.")));
+    let dir = results("ext-dies");
+    let cmd = format!("{client} --die-after=3");
+    let (s, _, out) = run("yre", &["etcd", "simple", "uniform", "none", "--duration", "2", "--rate", "10", "--link-latency", "0", "--client-cmd", &cmd], &dir);
+    assert_eq!(s.ops, 3, "the results sent before the client died are kept");
+    assert!(out.contains("client error: client 1 on mc1") && out.contains("exit status: 3"), "{out}");
+}

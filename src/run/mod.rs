@@ -34,6 +34,9 @@ pub struct RunSpec {
     pub result_dir: PathBuf,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// An external client (program and arguments) speaking reckon's stdio protocol, instead of
+    /// the built-in etcd client.
+    pub client_cmd: Option<Vec<String>>,
 }
 
 /// What `config.json` records: every resolved parameter and the versions.
@@ -115,6 +118,8 @@ pub struct RunOutcome {
     pub summary: Summary,
     pub dir: PathBuf,
     pub faults: Vec<FaultRecord>,
+    /// Clients that died or fell silent (their results up to then are recorded).
+    pub client_errors: Vec<String>,
 }
 
 /// Run the experiment. Everything built is torn down on every exit path.
@@ -189,22 +194,52 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         all
     });
 
-    // Go: every client host starts at t0.
+    // Every client gets ready (an external one takes its operations first), then all start at t0.
     let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now() + Duration::from_millis(300);
     let duration = spec.workload.duration;
     let manifest = net.manifest().clone();
     let mut threads = Vec::new();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mut go = Vec::new();
     for (i, ops) in per_client.into_iter().enumerate() {
-        let (tx, stop, eps, m) = (tx.clone(), stop.clone(), endpoints.clone(), manifest.clone());
+        let (tx, stop, eps, m, ready_tx) = (tx.clone(), stop.clone(), endpoints.clone(), manifest.clone(), ready_tx.clone());
+        let (go_tx, go_rx) = mpsc::channel::<Instant>();
+        go.push(go_tx);
         let host = clients[i].clone();
         let local = local_node(&spec.topology, &host);
         let (target, timeout) = (spec.client_target, spec.op_timeout);
-        threads.push(std::thread::spawn(move || {
-            in_host(&m, &host.clone(), move || drive(host, ops, eps, local, target, timeout, t0, tx, stop))
-        }));
+        match &spec.client_cmd {
+            None => threads.push(std::thread::spawn(move || -> Result<(), String> {
+                let _ = ready_tx.send(Ok(()));
+                let Ok(t0) = go_rx.recv() else { return Ok(()) };
+                in_host(&m, &host.clone(), move || drive(host, ops, eps, local, target, timeout, t0, tx, stop)).map_err(|e| e.to_string())
+            })),
+            Some(cmd) => {
+                let (cmd, log) = (cmd.clone(), dir.join("logs").join(format!("client-{}.stderr", i + 1)));
+                let silence = Duration::from_secs_f64(duration) + Duration::from_secs(60);
+                threads.push(std::thread::spawn(move || external(&m, host, i as u32 + 1, &cmd, eps, local, ops, &log, silence, ready_tx, go_rx, tx)));
+            }
+        }
     }
     drop(tx);
+    drop(ready_tx);
+    let mut not_ready = Vec::new();
+    for r in ready_rx.iter().take(clients.len()) {
+        if let Err(e) = r {
+            not_ready.push(e);
+        }
+    }
+    if !not_ready.is_empty() {
+        drop(go);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(RunError::Bad(format!("clients did not get ready:\n{}", not_ready.join("\n"))));
+    }
+    let t0 = Instant::now() + Duration::from_millis(100);
+    for g in &go {
+        let _ = g.send(t0);
+    }
     let progress = spec.progress.then(|| progress_bar(total, duration, t0, ok_count.clone(), err_count.clone(), stop.clone()));
 
     // The fault timeline, on this thread.
@@ -239,8 +274,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     if crate::signals::interrupted() || faults_written.is_err() {
         stop.store(true, Ordering::SeqCst);
     }
+    let mut client_errors = Vec::new();
     for t in threads {
-        let _ = t.join();
+        if let Ok(Err(e)) = t.join() {
+            client_errors.push(e);
+        }
     }
     stop.store(true, Ordering::SeqCst);
     if let Some(p) = progress {
@@ -255,7 +293,81 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     let summary = record::summarise(&dir, duration, &ops, &faults, span).map_err(results)?;
     drop(cluster);
     drop(net);
-    Ok(RunOutcome { summary, dir, faults })
+    Ok(RunOutcome { summary, dir, faults, client_errors })
+}
+
+/// One external client: spawned in its host with every endpoint (its own data centre's first),
+/// given its operations, started at t0; its results become records.
+#[allow(clippy::too_many_arguments)]
+fn external(
+    m: &crate::net::registry::Manifest,
+    host: String,
+    id: u32,
+    cmd: &[String],
+    mut eps: Vec<String>,
+    local: Option<usize>,
+    ops: Vec<Scheduled>,
+    log: &std::path::Path,
+    silence: Duration,
+    ready: mpsc::Sender<Result<(), String>>,
+    go: mpsc::Receiver<Instant>,
+    tx: mpsc::Sender<OpRecord>,
+) -> Result<(), String> {
+    use crate::client::stdio::{Message, Operation, Payload, StdioClient};
+    if let Some(l) = local {
+        eps.rotate_left(l);
+    }
+    let setup = (|| {
+        let _ = std::fs::create_dir_all(log.parent().unwrap_or(std::path::Path::new(".")));
+        let mut c = StdioClient::spawn(m, &host, cmd, &eps, id, false, log).map_err(|e| e.to_string())?;
+        for s in &ops {
+            let payload = match &s.op {
+                Op::Write { key, value } => Payload::Write { key: key.clone(), value: value.clone() },
+                Op::Read { key } => Payload::Read { key: key.clone() },
+            };
+            c.preload(false, Operation { payload, time: s.time }).map_err(|e| e.to_string())?;
+        }
+        c.finalise(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+        Ok::<_, String>(c)
+    })();
+    let mut c = match setup {
+        Ok(c) => {
+            let _ = ready.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    let Ok(t0) = go.recv() else { return Ok(()) };
+    std::thread::sleep(t0.saturating_duration_since(Instant::now()));
+    let t0_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    c.start().map_err(|e| e.to_string())?;
+    let mut n = 0u64;
+    loop {
+        match c.next(silence) {
+            Ok(Some(Message::Result { t_submitted, t_result, result, op_kind, other, .. })) => {
+                let intended = other.get("expected_start").and_then(|v| v.as_f64()).unwrap_or(t_submitted) - t0_unix;
+                let ok = result == "Success";
+                let _ = tx.send(OpRecord {
+                    n,
+                    client: host.clone(),
+                    kind: format!("{op_kind:?}").to_lowercase(),
+                    key: String::new(),
+                    intended,
+                    sent: t_submitted - t0_unix,
+                    done: t_result - t0_unix,
+                    ok,
+                    error: if ok { String::new() } else { result },
+                    target: other.get("target").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+                });
+                n += 1;
+            }
+            Ok(_) => return Ok(()),
+            Err(end) => return Err(format!("client {id} on {host}: {end:?} after {n} results (its stderr: {})", log.display())),
+        }
+    }
 }
 
 /// Sleep until `t` (the last 2 ms spinning, for precision), or until a stop is asked for.
