@@ -207,3 +207,21 @@ fn an_external_client_drives_a_run_and_a_dying_one_is_reported() {
     assert_eq!(s.ops, 3, "the results sent before the client died are kept");
     assert!(out.contains("client error: client 1 on mc1") && out.contains("exit status: 3"), "{out}");
 }
+
+#[test]
+fn a_fault_file_can_degrade_a_link_mid_run() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("impair");
+    std::fs::create_dir_all(std::env::temp_dir()).unwrap();
+    let f = std::env::temp_dir().join(format!("reckon-test-slow-{}.toml", std::process::id()));
+    // mc1's own link gets 100 ms each way for the middle third, then back to nothing.
+    std::fs::write(&f, "description = \"slow client link\"\n[[events]]\nat = \"1/3\"\naction = \"impair\"\nlink = \"mc1\"\nlatency = 100\n[[events]]\nat = \"2/3\"\naction = \"impair\"\nlink = \"mc1\"\n").unwrap();
+    let (s, faults, out) = run("yrf", &["etcd", "simple", "uniform", "custom", "--fault-file", f.to_str().unwrap(), "--duration", "6", "--rate", "20", "--link-latency", "0", "--op-timeout", "2"], &dir);
+    assert_eq!(faults.len(), 2, "{out}");
+    assert!(faults.iter().all(|f| f.error.is_empty() && f.targets == "mc1"), "{faults:?}");
+    let (before, during, after) = (&s.phases[0], &s.phases[1], &s.phases[2]);
+    // A request and its answer each cross the slow link once: +200 ms.
+    assert!(during.latency_ms.p50 > before.latency_ms.p50 + 150.0, "{s:?}");
+    assert!(after.latency_ms.p50 < before.latency_ms.p50 + 50.0, "{s:?}");
+    assert_eq!(s.errors, 0);
+}

@@ -533,8 +533,9 @@ fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targe
             s => return Err(format!("selector {s}")),
         })
     };
-    let a = match (&ev.a, &ev.node) {
-        (Some(s), _) | (None, Some(s)) => one(s, &[])?,
+    let a = match (&ev.a, &ev.node, &ev.link) {
+        (Some(s), _, _) | (None, Some(s), _) => one(s, &[])?,
+        (None, None, Some(link)) => vec![link.clone()],
         _ => Vec::new(),
     };
     let b = match &ev.b {
