@@ -7,10 +7,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the system
-# under test (etcd), tools used inside hosts (ping, tc, python3 for tests), and protoc for the
-# etcd client's build.
+# under test (etcd), tools used inside hosts (ping, tc, python3 for tests), protoc for the
+# etcd client's build, and the font built into the plots.
 PKGS=(openvswitch-switch etcd-server etcd-client iproute2 nftables iptables ethtool iputils-ping
-      procps protobuf-compiler python3 gcc make)
+      procps protobuf-compiler python3 gcc make fonts-dejavu-core)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod fault;
 pub mod net;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod signals;
 pub mod system;

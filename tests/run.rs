@@ -48,6 +48,13 @@ fn no_fault_no_errors_and_every_result_file() {
     for f in ["config.json", "ops.csv", "faults.csv", "summary.json", "timeseries.csv", "latency-all.hgrm", "logs/h1.log"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // Plots, PNG and SVG, with their titles.
+    for p in ["latency", "throughput", "cdf"] {
+        let png = std::fs::read(dir.join(format!("{p}.png"))).unwrap();
+        assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "{p}.png");
+        let svg = std::fs::read_to_string(dir.join(format!("{p}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("etcd / wan / uniform / none"), "{p}.svg");
+    }
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert!(cfg["system_version"].as_str().unwrap().contains("3.4"), "{cfg}");
     assert_eq!(cfg["workload"]["rate"], 50.0);

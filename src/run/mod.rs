@@ -291,6 +291,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         (applied(a), applied(b))
     });
     let summary = record::summarise(&dir, duration, &ops, &faults, span).map_err(results)?;
+    let title = format!("{} / {} / {} / {}", spec.system.name, spec.topology.name, spec.workload.name, spec.fault.name);
+    let phases = record::phases(duration, span);
+    let input = crate::report::PlotInput { title: &title, duration, ops: &ops, faults: &faults, span, phases: &phases };
+    if let Err(e) = crate::report::plot_run(&dir, &input) {
+        // The numbers are written; a plot that fails is reported, not fatal.
+        eprintln!("reckon: plots: {e}");
+    }
     drop(cluster);
     drop(net);
     Ok(RunOutcome { summary, dir, faults, client_errors })
