@@ -35,6 +35,12 @@ enum Cmd {
     /// from its client hosts (open loop) while <fault> plays, and write the results
     /// (config.json, ops.csv, faults.csv, summary.json, timeseries.csv, histograms, node logs).
     Run(Box<RunArgs>),
+    /// Write a self-contained report.html for a run's result folder (plots embedded, summary
+    /// tables, fault events, configuration) that opens in a browser with no server.
+    Report {
+        /// The result folder of a `reckon run`.
+        dir: PathBuf,
+    },
     /// Remove every reckon network that no running reckon process owns: leftovers of crashed
     /// runs and networks left up by `reckon topo up`. Removes only what those runs recorded
     /// creating, by exact name.
@@ -512,6 +518,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Run(a) => return run_experiment(&cli.prefix, &a),
+        Cmd::Report { dir } => {
+            let path = reckon::report::html::report(&dir).map_err(anyhow::Error::msg)?;
+            out!("report: {}", path.display());
+        }
         Cmd::ImpairEngine { spec } => {
             let text = std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
             let spec: net::engine::EngineSpec = serde_json::from_slice(&text).context("engine spec")?;

@@ -55,6 +55,22 @@ fn no_fault_no_errors_and_every_result_file() {
         let svg = std::fs::read_to_string(dir.join(format!("{p}.svg"))).unwrap();
         assert!(svg.contains("<svg") && svg.contains("etcd / wan / uniform / none"), "{p}.svg");
     }
+    // The report: self-contained, every image embedded and decodable as a PNG.
+    let o = reckon(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let images: Vec<&str> = html.split("src=\"data:image/png;base64,").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert_eq!(images.len(), 3, "three embedded plots");
+    use base64::Engine;
+    for img in images {
+        let png = base64::engine::general_purpose::STANDARD.decode(img).expect("valid base64");
+        assert!(png.starts_with(b"\x89PNG"));
+    }
+    assert!(html.contains("<h1>etcd / wan / uniform / none</h1>") && html.contains("Phases") && !html.contains("src=\"http"), "no external resources");
+    let empty = results("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = reckon(&["report", empty.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("no results here (no summary.json)"), "{}", text(&o));
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert!(cfg["system_version"].as_str().unwrap().contains("3.4"), "{cfg}");
     assert_eq!(cfg["workload"]["rate"], 50.0);

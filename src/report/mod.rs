@@ -3,6 +3,8 @@
 //! throughput over time, and the latency CDF per phase. The font is built in (DejaVu Sans), so
 //! text renders on a machine with no fonts.
 
+pub mod html;
+
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;

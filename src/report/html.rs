@@ -1,0 +1,97 @@
+//! `reckon report <dir>`: one self-contained `report.html` for a run's result folder — plots
+//! embedded as data URIs, the summary as tables, the faults applied and the resolved
+//! configuration — that opens in a browser with no server.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use crate::record::{self, FaultRecord, Summary};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Write `<dir>/report.html`; returns its path.
+pub fn report(dir: &Path) -> Result<PathBuf, String> {
+    let summary_path = dir.join("summary.json");
+    if !summary_path.exists() {
+        return Err(format!("{}: no results here (no summary.json); give the result folder of a finished `reckon run`", dir.display()));
+    }
+    let s: Summary = serde_json::from_slice(&std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?)
+        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+    let config: serde_json::Value = std::fs::read(dir.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let faults: Vec<FaultRecord> = csv::Reader::from_path(dir.join("faults.csv")).ok().map(|mut r| r.deserialize().filter_map(Result::ok).collect()).unwrap_or_default();
+    let title = format!(
+        "{} / {} / {} / {}",
+        config["system"].as_str().unwrap_or("?"),
+        config["topology"]["name"].as_str().unwrap_or("?"),
+        config["workload"]["name"].as_str().unwrap_or("?"),
+        config["fault"]["name"].as_str().unwrap_or("?")
+    );
+    // Plots: made by the run; made again from ops.csv if missing.
+    if !dir.join("latency.png").exists() {
+        if let Ok(ops) = record::read_ops(&dir.join("ops.csv")) {
+            let span = match (faults.first(), faults.last()) {
+                (Some(a), Some(b)) => Some((a.applied, b.applied)),
+                _ => None,
+            };
+            let phases = record::phases(s.duration, span);
+            let input = super::PlotInput { title: &title, duration: s.duration, ops: &ops, faults: &faults, span, phases: &phases };
+            super::plot_run(dir, &input)?;
+        }
+    }
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>reckon: {t}</title><style>\
+         body{{font-family:sans-serif;max-width:1240px;margin:2em auto;color:#222}} table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:#f3f3f3}} td:first-child,th:first-child{{text-align:left}}\
+         img{{max-width:100%;border:1px solid #ddd;margin:.5em 0}} pre{{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}}</style></head><body>\
+         <h1>{t}</h1>",
+        t = esc(&title)
+    );
+    let _ = write!(
+        h,
+        "<table><tr><th>operations</th><th>ok</th><th>errors</th><th>ok/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>longest gap s</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3} (from {:.2})</td></tr></table>",
+        s.ops, s.ok, s.errors, s.throughput, s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.p999, s.latency_ms.max, s.longest_gap, s.longest_gap_from
+    );
+    h += "<h2>Phases</h2><table><tr><th>phase</th><th>from s</th><th>to s</th><th>ops</th><th>ok</th><th>ok/s</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>";
+    for p in &s.phases {
+        let _ = write!(h, "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>", esc(&p.name), p.from, p.to, p.ops, p.ok, p.throughput, p.latency_ms.p50, p.latency_ms.p99, p.latency_ms.max);
+    }
+    h += "</table>";
+    if !faults.is_empty() {
+        h += "<h2>Fault events</h2><table><tr><th>event</th><th>action</th><th>targets</th><th>scheduled s</th><th>applied s</th><th>first success after, s</th><th>error</th></tr>";
+        for f in &faults {
+            let rec = s.recovery.iter().find(|r| r.event == f.event).and_then(|r| r.seconds_to_first_success).map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{rec}</td><td>{}</td></tr>", f.event, esc(&f.action), esc(&f.targets), f.scheduled, f.applied, esc(&f.error));
+        }
+        h += "</table>";
+    }
+    if !s.errors_by_kind.is_empty() {
+        h += "<h2>Errors by kind</h2><table><tr><th>kind</th><th>count</th></tr>";
+        for (k, n) in &s.errors_by_kind {
+            let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(k));
+        }
+        h += "</table>";
+    }
+    h += "<h2>Plots</h2>";
+    for (name, alt) in [("latency", "latency of every operation over time"), ("throughput", "throughput over time"), ("cdf", "latency CDF per phase")] {
+        let png = dir.join(format!("{name}.png"));
+        match std::fs::read(&png) {
+            Ok(b) => {
+                let _ = write!(h, "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">", base64::engine::general_purpose::STANDARD.encode(b));
+            }
+            Err(e) => {
+                let _ = write!(h, "<p>{}: {}</p>", esc(&png.display().to_string()), esc(&e.to_string()));
+            }
+        }
+    }
+    let _ = write!(h, "<h2>Configuration</h2><pre>{}</pre></body></html>", esc(&serde_json::to_string_pretty(&config).unwrap_or_default()));
+    let out = dir.join("report.html");
+    std::fs::write(&out, h).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
