@@ -10,6 +10,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod signals;
+pub mod sweep;
 pub mod system;
 pub mod topology;
 pub mod workload;

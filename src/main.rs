@@ -35,6 +35,10 @@ enum Cmd {
     /// from its client hosts (open loop) while <fault> plays, and write the results
     /// (config.json, ops.csv, faults.csv, summary.json, timeseries.csv, histograms, node logs).
     Run(Box<RunArgs>),
+    /// Run a sweep plan: a grid over run parameters with repeats, one folder per run and a
+    /// results.csv; resumable; `--shard i/n` runs one of n slices; `reckon sweep merge` joins them.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep(SweepArgs),
     /// Write a self-contained report.html for a run's result folder (plots embedded, summary
     /// tables, fault events, configuration) that opens in a browser with no server.
     Report {
@@ -106,6 +110,34 @@ enum Topo {
     Links,
     /// List the reckon networks on this machine.
     List,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    #[command(subcommand)]
+    merge: Option<SweepCmd>,
+    /// The plan (TOML: repeats, shuffle, [fixed] and [grid] of run parameters; see
+    /// scripts/lossy-etcd.toml).
+    plan: Option<PathBuf>,
+    /// The sweep's folder (default: results/sweep-<plan name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only the i-th of n disjoint slices (for a Slurm job array or a Kubernetes Indexed Job).
+    #[arg(long, value_name = "i/n")]
+    shard: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Join the results.csv of several shards' folders.
+    Merge {
+        /// The shards' folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the joined results.csv goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -518,6 +550,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Run(a) => return run_experiment(&cli.prefix, &a),
+        Cmd::Sweep(a) => {
+            if let Some(SweepCmd::Merge { dirs, out }) = a.merge {
+                let (path, n) = reckon::sweep::merge(&dirs, &out).map_err(anyhow::Error::msg)?;
+                out!("merged {n} runs into {}", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let plan_path = a.plan.ok_or_else(|| anyhow::anyhow!("give a sweep plan (TOML), or `reckon sweep merge`"))?;
+            let plan = reckon::sweep::load(&plan_path).map_err(anyhow::Error::msg)?;
+            let shard = a.shard.as_deref().map(reckon::sweep::parse_shard).transpose().map_err(anyhow::Error::msg)?;
+            net::require_root()?;
+            let name = plan_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
+            let out = a.out.unwrap_or_else(|| PathBuf::from(format!("results/sweep-{name}")));
+            let bin = std::env::current_exe().context("finding this program")?;
+            out!("sweep {}: {} runs{} into {}", plan_path.display(), plan.points.len(), shard.map(|(i, n)| format!(", shard {i}/{n}")).unwrap_or_default(), out.display());
+            let done = reckon::sweep::run(&plan, &out, shard, &bin, &cli.prefix, |k, n, p, status| {
+                let params: Vec<String> = plan.columns.iter().take(4).map(|c| format!("{c}={}", p.params.get(c).cloned().unwrap_or_default())).collect();
+                out!("[{k}/{n}] {} {}: {status}", p.id, params.join(" "));
+            })
+            .map_err(anyhow::Error::msg)?;
+            let failed = done.iter().filter(|d| d.status.starts_with("failed")).count();
+            out!("{} runs: {} done before, {} run now, {failed} failed; results in {}", done.len(), done.iter().filter(|d| d.status == "done before").count(), done.iter().filter(|d| d.status == "ok").count(), out.join("results.csv").display());
+        }
         Cmd::Report { dir } => {
             let path = reckon::report::html::report(&dir).map_err(anyhow::Error::msg)?;
             out!("report: {}", path.display());

@@ -1,0 +1,274 @@
+//! `reckon sweep <plan.toml>`: a grid over run parameters, with repeats, in a shuffled order;
+//! one folder per run under `<out>/runs/`, and `<out>/results.csv` with a row per run
+//! (parameters + summary figures). Resumable: a run whose folder holds a summary is not run
+//! again; a run that fails is recorded and the sweep goes on. `--shard i/n` runs the i-th of n
+//! disjoint slices, and `reckon sweep merge` joins the slices' results.
+//!
+//! Each run is `reckon run` in a process of its own, so a run that crashes cannot take the
+//! sweep with it, and every run is cleaned up by the same code as a single run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Deserialize;
+
+use crate::record::Summary;
+
+/// Parameters a plan may set, and the `reckon run` argument each becomes (positional ones first).
+pub const POSITIONAL: &[&str] = &["system", "topology", "workload", "fault"];
+pub const FLAGS: &[&str] = &[
+    "number_nodes", "number_clients", "link_latency", "link_loss", "link_jitter", "impair_backend", "rate", "write_ratio", "max_key", "payload_size",
+    "arrival_process", "duration", "mtbf", "kill_n", "failure_timeout", "client_target", "op_timeout", "seed",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    #[serde(default = "one")]
+    repeats: u32,
+    #[serde(default = "yes")]
+    shuffle: bool,
+    /// Seed of the shuffle.
+    #[serde(default)]
+    order_seed: u64,
+    #[serde(default)]
+    fixed: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    grid: BTreeMap<String, Vec<toml::Value>>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// One run of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Its position in the plan before shuffling: shards are `index % n`.
+    pub index: usize,
+    pub id: String,
+    pub repeat: u32,
+    pub params: BTreeMap<String, String>,
+}
+
+/// A plan, expanded.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub points: Vec<Point>,
+    /// The grid's parameter names (for the results' columns), fixed ones after.
+    pub columns: Vec<String>,
+}
+
+fn text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Read and expand a plan.
+pub fn load(path: &Path) -> Result<Plan, String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("cannot read sweep plan {}: {e}", path.display()))?;
+    let f: PlanFile = toml::from_str(&src).map_err(|e| {
+        let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1);
+        format!("{}:{line}: {}", path.display(), e.message().trim())
+    })?;
+    let known = || format!("{}, {}", POSITIONAL.join(", "), FLAGS.join(", "));
+    for k in f.fixed.keys().chain(f.grid.keys()) {
+        if !POSITIONAL.contains(&k.as_str()) && !FLAGS.contains(&k.as_str()) {
+            return Err(format!("{}: unknown parameter '{k}'; known: {}", path.display(), known()));
+        }
+    }
+    if f.grid.is_empty() {
+        return Err(format!("{}: the grid is empty; give [grid] at least one parameter with a list of values", path.display()));
+    }
+    if let Some((k, _)) = f.grid.iter().find(|(_, v)| v.is_empty()) {
+        return Err(format!("{}: grid parameter '{k}' has no values", path.display()));
+    }
+    if let Some(k) = f.fixed.keys().find(|k| f.grid.contains_key(*k)) {
+        return Err(format!("{}: '{k}' is both fixed and in the grid", path.display()));
+    }
+    for p in POSITIONAL {
+        if !f.fixed.contains_key(*p) && !f.grid.contains_key(*p) {
+            return Err(format!("{}: say which {p} to run (in [fixed] or [grid])", path.display()));
+        }
+    }
+    if f.repeats == 0 {
+        return Err(format!("{}: repeats must be at least 1", path.display()));
+    }
+    // The grid's cross product.
+    let mut combos: Vec<BTreeMap<String, String>> = vec![f.fixed.iter().map(|(k, v)| (k.clone(), text(v))).collect()];
+    for (k, values) in &f.grid {
+        combos = combos.into_iter().flat_map(|c| values.iter().map(move |v| {
+            let mut c = c.clone();
+            c.insert(k.clone(), text(v));
+            c
+        })).collect();
+    }
+    let mut points = Vec::new();
+    for (i, params) in combos.iter().enumerate() {
+        for r in 0..f.repeats {
+            points.push(Point { index: points.len(), id: format!("{i:04}-r{r}"), repeat: r, params: params.clone() });
+        }
+    }
+    if f.shuffle {
+        points.shuffle(&mut rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(f.order_seed));
+    }
+    let mut columns: Vec<String> = f.grid.keys().cloned().collect();
+    columns.extend(f.fixed.keys().cloned());
+    Ok(Plan { points, columns })
+}
+
+/// `i/n` (1-based) -> (i, n).
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {s}: write i/n with 1 <= i <= n, e.g. 2/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// What happened to one run.
+pub struct Done {
+    pub point: Point,
+    pub status: String,
+}
+
+/// Run the plan's points (of shard `shard`) into `out`, skipping finished ones. `bin` is the
+/// reckon binary; `prefix` the prefix each run uses. `progress` hears of each run.
+pub fn run(plan: &Plan, out: &Path, shard: Option<(usize, usize)>, bin: &Path, prefix: &str, mut progress: impl FnMut(usize, usize, &Point, &str)) -> Result<Vec<Done>, String> {
+    std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mine: Vec<&Point> = plan.points.iter().filter(|p| in_shard(p, shard)).collect();
+    let mut done = Vec::new();
+    for (k, p) in mine.iter().enumerate() {
+        if crate::signals::interrupted() {
+            break;
+        }
+        let dir = out.join("runs").join(&p.id);
+        let status = if dir.join("summary.json").exists() {
+            "done before".to_string()
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut args: Vec<String> = vec!["--prefix".into(), prefix.into(), "run".into()];
+            args.extend(POSITIONAL.iter().map(|k| p.params[*k].clone()));
+            for (key, v) in &p.params {
+                if !POSITIONAL.contains(&key.as_str()) {
+                    args.push(format!("--{}", key.replace('_', "-")));
+                    args.push(v.clone());
+                }
+            }
+            args.extend(["--result-location".into(), dir.display().to_string()]);
+            let o = Command::new(bin).args(&args).output().map_err(|e| format!("could not run {}: {e}", bin.display()))?;
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
+            if o.status.success() {
+                "ok".to_string()
+            } else {
+                // Whatever the run left (it cleans up after itself; this is for a crash).
+                let _ = Command::new(bin).args(["clean", "--only", prefix]).output();
+                let err = String::from_utf8_lossy(&o.stderr);
+                format!("failed: {}", err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim())
+            }
+        };
+        progress(k + 1, mine.len(), p, &status);
+        done.push(Done { point: (*p).clone(), status });
+    }
+    write_results(plan, out, shard)?;
+    Ok(done)
+}
+
+fn in_shard(p: &Point, shard: Option<(usize, usize)>) -> bool {
+    match shard {
+        None => true,
+        Some((i, n)) => p.index % n == i - 1,
+    }
+}
+
+/// Summary figures that go into results.csv.
+const FIGURES: &[&str] = &["ops", "ok", "errors", "throughput", "p50_ms", "p99_ms", "max_ms", "longest_gap_s"];
+
+fn figures(s: &Summary) -> Vec<String> {
+    vec![
+        s.ops.to_string(),
+        s.ok.to_string(),
+        s.errors.to_string(),
+        format!("{:.3}", s.throughput),
+        format!("{:.3}", s.latency_ms.p50),
+        format!("{:.3}", s.latency_ms.p99),
+        format!("{:.3}", s.latency_ms.max),
+        format!("{:.3}", s.longest_gap),
+    ]
+}
+
+/// (Re)write `<out>/results.csv` from the run folders: one row per point of the shard.
+pub fn write_results(plan: &Plan, out: &Path, shard: Option<(usize, usize)>) -> Result<PathBuf, String> {
+    let path = out.join("results.csv");
+    let mut w = csv::Writer::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut header = vec!["id".to_string(), "repeat".into(), "status".into()];
+    header.extend(plan.columns.iter().cloned());
+    header.extend(FIGURES.iter().map(|s| s.to_string()));
+    w.write_record(&header).map_err(|e| e.to_string())?;
+    let mut points: Vec<&Point> = plan.points.iter().filter(|p| in_shard(p, shard)).collect();
+    points.sort_by(|a, b| a.id.cmp(&b.id));
+    for p in points {
+        let dir = out.join("runs").join(&p.id);
+        let summary: Option<Summary> = std::fs::read(dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let status = match (&summary, dir.join("run.log").exists()) {
+            (Some(_), _) => "ok".to_string(),
+            (None, true) => "failed".to_string(),
+            (None, false) => "not run".to_string(),
+        };
+        let mut row = vec![p.id.clone(), p.repeat.to_string(), status];
+        row.extend(plan.columns.iter().map(|c| p.params.get(c).cloned().unwrap_or_default()));
+        row.extend(summary.as_ref().map(figures).unwrap_or_else(|| vec![String::new(); FIGURES.len()]));
+        w.write_record(&row).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Join the results.csv of several shards' folders into `out/results.csv` (rows by id; a run
+/// that succeeded in any shard wins over a failed or missing one).
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(PathBuf, usize), String> {
+    let mut header: Option<csv::StringRecord> = None;
+    let mut rows: BTreeMap<String, csv::StringRecord> = BTreeMap::new();
+    for d in dirs {
+        let path = d.join("results.csv");
+        let mut r = csv::Reader::from_path(&path).map_err(|e| format!("{}: {e}; give folders written by `reckon sweep`", path.display()))?;
+        let h = r.headers().map_err(|e| e.to_string())?.clone();
+        match &header {
+            None => header = Some(h),
+            Some(prev) if *prev != h => return Err(format!("{}: its columns differ from the other shards' (a different plan?)", path.display())),
+            _ => {}
+        }
+        for rec in r.records() {
+            let rec = rec.map_err(|e| format!("{}: {e}", path.display()))?;
+            let id = rec.get(0).unwrap_or("").to_string();
+            let better = rows.get(&id).is_none_or(|old| old.get(2) != Some("ok"));
+            if better && (rec.get(2) != Some("not run") || !rows.contains_key(&id)) {
+                rows.insert(id, rec);
+            }
+        }
+    }
+    let header = header.ok_or("nothing to merge: give the shards' folders")?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let path = out.join("results.csv");
+    let mut w = csv::Writer::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    w.write_record(&header).map_err(|e| e.to_string())?;
+    for r in rows.values() {
+        w.write_record(r).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    Ok((path, rows.len()))
+}
