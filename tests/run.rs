@@ -70,7 +70,7 @@ fn no_fault_no_errors_and_every_result_file() {
     let empty = results("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let o = reckon(&["report", empty.to_str().unwrap()]);
-    assert!(!o.status.success() && text(&o).contains("no results here (no summary.json)"), "{}", text(&o));
+    assert!(!o.status.success() && text(&o).contains("no results here (no summary.json or results.csv)"), "{}", text(&o));
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert!(cfg["system_version"].as_str().unwrap().contains("3.4"), "{cfg}");
     assert_eq!(cfg["workload"]["rate"], 50.0);

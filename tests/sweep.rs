@@ -42,6 +42,12 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
     let r = rows(&out);
     assert_eq!(r.len(), 8);
     assert!(r.iter().all(|row| &row[2] == "ok" && &row[11] == "10"), "{r:?}");
+    // A sweep report: figures against the varying parameter, one line per system.
+    let o = reckon(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "four figures");
+    assert!(html.contains("against write_ratio") && html.contains("runs/0000-r0/"), "{}", &html[..500.min(html.len())]);
     // Delete one run: a re-run redoes just that one.
     std::fs::remove_dir_all(out.join("runs").join("0002-r1")).unwrap();
     let o = reckon(&["--prefix", p, "sweep", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap()]);

@@ -15,9 +15,12 @@ fn esc(s: &str) -> String {
 
 /// Write `<dir>/report.html`; returns its path.
 pub fn report(dir: &Path) -> Result<PathBuf, String> {
+    if dir.join("results.csv").exists() && !dir.join("summary.json").exists() {
+        return super::sweep::report(dir);
+    }
     let summary_path = dir.join("summary.json");
     if !summary_path.exists() {
-        return Err(format!("{}: no results here (no summary.json); give the result folder of a finished `reckon run`", dir.display()));
+        return Err(format!("{}: no results here (no summary.json or results.csv); give the result folder of a finished `reckon run` or `reckon sweep`", dir.display()));
     }
     let s: Summary = serde_json::from_slice(&std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?)
         .map_err(|e| format!("{}: {e}", summary_path.display()))?;

@@ -4,6 +4,7 @@
 //! text renders on a machine with no fonts.
 
 pub mod html;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,11 @@ fn register_font() {
 }
 
 type Res = Result<(), Box<dyn std::error::Error>>;
+
+/// Make the built-in font available to plotters (for other plots of this crate).
+pub(crate) fn register_font_pub() {
+    register_font();
+}
 
 /// What the plots show.
 pub struct PlotInput<'a> {
