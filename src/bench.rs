@@ -34,14 +34,24 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Build and tear down each case `repeat` times (without the connectivity check, as Mininet's
 /// figures are), then once more with the check to time it. Reports medians.
-pub fn net(base: &NetworkOptions, repeat: usize, mut progress: impl FnMut(&NetBench)) -> anyhow::Result<Vec<NetBench>> {
+pub fn net(
+    base: &NetworkOptions,
+    repeat: usize,
+    mut progress: impl FnMut(&NetBench),
+) -> anyhow::Result<Vec<NetBench>> {
     let mut out = Vec::new();
     for &(name, n, mininet) in CASES {
-        let size = Size { nodes: n, clients: if name == "simple" { Some(1) } else { None } };
+        let size = Size {
+            nodes: n,
+            clients: if name == "simple" { Some(1) } else { None },
+        };
         let topo = topology::builtin(name, size)?;
         let mut ups = Vec::new();
         let mut downs = Vec::new();
-        let opts = NetworkOptions { check: false, ..base.clone() };
+        let opts = NetworkOptions {
+            check: false,
+            ..base.clone()
+        };
         for _ in 0..repeat.max(1) {
             let t = Instant::now();
             let net = Network::up(&topo, &opts)?;
@@ -50,7 +60,13 @@ pub fn net(base: &NetworkOptions, repeat: usize, mut progress: impl FnMut(&NetBe
             net.down()?;
             downs.push(t.elapsed());
         }
-        let checked = Network::up(&topo, &NetworkOptions { check: true, ..base.clone() })?;
+        let checked = Network::up(
+            &topo,
+            &NetworkOptions {
+                check: true,
+                ..base.clone()
+            },
+        )?;
         let (check, pairs) = (checked.timings.check, checked.timings.pairs_checked);
         checked.down()?;
         let b = NetBench {
@@ -97,7 +113,14 @@ impl Rig {
     fn up(prefix: &str, bin: &std::path::Path) -> anyhow::Result<Rig> {
         crate::net::require_root()?;
         let claim = Claim::new(prefix)?;
-        let host = |name: &str, role, ip| Host { name: name.into(), role, dc: None, switch: String::new(), ip, link: Default::default() };
+        let host = |name: &str, role, ip| Host {
+            name: name.into(),
+            role,
+            dc: None,
+            switch: String::new(),
+            ip,
+            link: Default::default(),
+        };
         let topology = Topology {
             name: "engine-bench".into(),
             description: "two hosts joined through the impairment engine".into(),
@@ -113,7 +136,10 @@ impl Rig {
             owner: Some(std::process::id()),
             created_unix_ms: 0,
             topology,
-            namespaces: vec![("a".into(), format!("{prefix}-a")), ("b".into(), format!("{prefix}-b"))],
+            namespaces: vec![
+                ("a".into(), format!("{prefix}-a")),
+                ("b".into(), format!("{prefix}-b")),
+            ],
             veths: vec![],
             bridges: vec![],
             link_netns: Some(format!("{prefix}.links")),
@@ -125,7 +151,12 @@ impl Rig {
         };
         claim.write(&manifest)?;
         let control = registry::engine_paths(prefix).1;
-        let mut rig = Rig { claim, manifest, engine: None, control };
+        let mut rig = Rig {
+            claim,
+            manifest,
+            engine: None,
+            control,
+        };
         rig.build(bin)?;
         Ok(rig)
     }
@@ -141,7 +172,11 @@ impl Rig {
         for w in ["a", "b", "links"] {
             netns::create(&self.ns(w))?;
         }
-        let (fa, fb, fl) = (netns::open(&self.ns("a"))?, netns::open(&self.ns("b"))?, netns::open(&self.ns("links"))?);
+        let (fa, fb, fl) = (
+            netns::open(&self.ns("a"))?,
+            netns::open(&self.ns("b"))?,
+            netns::open(&self.ns("links"))?,
+        );
         let mac = crate::net::host_mac;
         netns::in_netns(&fl, || -> Result<(), NetError> {
             let mut rt = rtnl::Rtnl::open().map_err(|e| NetError::Impair(e.to_string()))?;
@@ -156,16 +191,24 @@ impl Rig {
             }
             let eth = ethtool::Ethtool::open().map_err(|e| NetError::Impair(e.to_string()))?;
             for end in ["a", "b"] {
-                eth.tx_checksum_off(end).map_err(|e| NetError::Impair(e.to_string()))?;
+                eth.tx_checksum_off(end)
+                    .map_err(|e| NetError::Impair(e.to_string()))?;
             }
             Ok(())
         })??;
         for (fd, me, other) in [(&fa, A, B), (&fb, B, A)] {
             netns::in_netns(fd, || -> Result<(), NetError> {
-                ethtool::Ethtool::open().and_then(|e| e.tx_checksum_off("eth0")).map_err(|e| NetError::Impair(e.to_string()))?;
-                let idx = nix::net::if_::if_nametoindex("eth0").map_err(|e| NetError::Impair(e.to_string()))?;
+                ethtool::Ethtool::open()
+                    .and_then(|e| e.tx_checksum_off("eth0"))
+                    .map_err(|e| NetError::Impair(e.to_string()))?;
+                let idx = nix::net::if_::if_nametoindex("eth0")
+                    .map_err(|e| NetError::Impair(e.to_string()))?;
                 let mut rt = rtnl::Rtnl::open().map_err(|e| NetError::Impair(e.to_string()))?;
-                let reqs = vec![rtnl::Request::add_ipv4(idx, me, 24), rtnl::Request::link_up("eth0"), rtnl::Request::add_neighbour(idx, other, mac(other))];
+                let reqs = vec![
+                    rtnl::Request::add_ipv4(idx, me, 24),
+                    rtnl::Request::link_up("eth0"),
+                    rtnl::Request::add_neighbour(idx, other, mac(other)),
+                ];
                 for r in rt.run_all(reqs) {
                     r?;
                 }
@@ -175,25 +218,53 @@ impl Rig {
         let spec = EngineSpec {
             seed: 1,
             control: self.control.clone(),
-            links: vec![EngineLink { link: "ab".into(), ends: ["a".into(), "b".into()], forward: Impairment::default(), back: Impairment::default() }],
+            links: vec![EngineLink {
+                link: "ab".into(),
+                ends: ["a".into(), "b".into()],
+                forward: Impairment::default(),
+                back: Impairment::default(),
+            }],
         };
-        self.engine = Some(crate::net::spawn_engine(&spec, &self.manifest.prefix, &self.ns("links"), bin)?);
+        self.engine = Some(crate::net::spawn_engine(
+            &spec,
+            &self.manifest.prefix,
+            &self.ns("links"),
+            bin,
+        )?);
         Ok(())
     }
 
     fn set_delay(&self, ms: f64) -> anyhow::Result<()> {
-        let i = Impairment { latency_ms: ms, ..Default::default() };
-        let r = engine::request(&self.control, &engine::Request::Set { link: "ab".into(), forward: Some(i), back: None })?;
+        let i = Impairment {
+            latency_ms: ms,
+            ..Default::default()
+        };
+        let r = engine::request(
+            &self.control,
+            &engine::Request::Set {
+                link: "ab".into(),
+                forward: Some(i),
+                back: None,
+            },
+        )?;
         anyhow::ensure!(r.ok, "engine: {:?}", r.error);
         Ok(())
     }
 
     /// The engine's CPU time so far (user + system), from /proc.
     fn engine_cpu(&self) -> Duration {
-        let Some(pid) = self.engine.as_ref().map(|c| c.id()) else { return Duration::ZERO };
+        let Some(pid) = self.engine.as_ref().map(|c| c.id()) else {
+            return Duration::ZERO;
+        };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Duration::from_nanos(ticks * 1_000_000_000 / hz)
     }
@@ -201,7 +272,11 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        if let Err(e) = crate::net::teardown(&self.claim, &self.manifest, &crate::net::OvsConfig::default()) {
+        if let Err(e) = crate::net::teardown(
+            &self.claim,
+            &self.manifest,
+            &crate::net::OvsConfig::default(),
+        ) {
             eprintln!("reckon: tearing down the engine bench: {e}");
         }
         if let Some(mut c) = self.engine.take() {
@@ -211,7 +286,10 @@ impl Drop for Rig {
 }
 
 fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -226,13 +304,31 @@ fn stream(rig: &Rig, rate: u64, secs: f64, settle: Duration) -> anyhow::Result<(
     let one: libc::c_int = 1;
     let size: libc::c_int = 16 << 20;
     unsafe {
-        libc::setsockopt(rx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one as *const _ as *const _, 4);
-        libc::setsockopt(rx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const _, 4);
+        libc::setsockopt(
+            rx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const _ as *const _,
+            4,
+        );
+        libc::setsockopt(
+            rx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const _ as *const _,
+            4,
+        );
     }
     rx.set_read_timeout(Some(Duration::from_millis(20)))?;
     let tx = netns::in_netns(&fa, || UdpSocket::bind(SocketAddrV4::new(A, 0)))??;
     unsafe {
-        libc::setsockopt(tx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size as *const _ as *const _, 4);
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            &size as *const _ as *const _,
+            4,
+        );
     }
     let n = (rate as f64 * secs) as u64;
     let done = AtomicBool::new(false);
@@ -258,7 +354,10 @@ fn stream(rig: &Rig, rate: u64, secs: f64, settle: Duration) -> anyhow::Result<(
         let mut buf = [0u8; 64];
         let mut cbuf = [0u64; 8];
         loop {
-            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut _,
+                iov_len: buf.len(),
+            };
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_iov = &mut iov;
             msg.msg_iovlen = 1;
@@ -282,7 +381,9 @@ fn stream(rig: &Rig, rate: u64, secs: f64, settle: Duration) -> anyhow::Result<(
             }
             delays.push(arrived.unwrap_or_else(realtime_ns) as i64 - sent as i64);
         }
-        sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
+        sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender panicked"))?;
         Ok(())
     })?;
     Ok((n, delays))
@@ -310,7 +411,13 @@ pub struct EngineRate {
 /// Measure the engine alone: added-delay error and CPU at each of `rates` (with `delay_ms` on
 /// one direction, against the same stream with no delay), then the highest rate it forwards
 /// with under 0.1 % loss.
-pub fn engine(bin: &std::path::Path, rates: &[u64], delay_ms: f64, secs: f64, mut progress: impl FnMut(&EngineRate)) -> anyhow::Result<(Vec<EngineRate>, u64, f64)> {
+pub fn engine(
+    bin: &std::path::Path,
+    rates: &[u64],
+    delay_ms: f64,
+    secs: f64,
+    mut progress: impl FnMut(&EngineRate),
+) -> anyhow::Result<(Vec<EngineRate>, u64, f64)> {
     let rig = Rig::up("rkbe", bin)?;
     let settle = Duration::from_millis(200) + Duration::from_secs_f64(delay_ms / 1e3);
     let mut out = Vec::new();
@@ -341,7 +448,9 @@ pub fn engine(bin: &std::path::Path, rates: &[u64], delay_ms: f64, secs: f64, mu
     // Highest sustained rate: step up until more than 0.1 % is lost.
     rig.set_delay(1.0)?;
     let (mut best, mut best_cpu) = (0, 0.0);
-    for rate in [50_000u64, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000] {
+    for rate in [
+        50_000u64, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000,
+    ] {
         let cpu0 = rig.engine_cpu();
         let t = std::time::Instant::now();
         let (offered, delays) = stream(&rig, rate, 1.0, Duration::from_millis(300))?;
@@ -369,13 +478,26 @@ pub struct RunBench {
 
 /// Generation speed, open-loop dispatch against a no-op target on one thread, memory per
 /// recorded operation, and (with `etcd_secs`) the overhead of a real run.
-pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> anyhow::Result<RunBench> {
+pub fn run_machinery(
+    rates: &[f64],
+    etcd_secs: Option<f64>,
+    prefix: &str,
+) -> anyhow::Result<RunBench> {
     use crate::record::OpRecord;
     use crate::workload::{builtin as workload, Overrides};
     use std::sync::atomic::AtomicBool;
     use std::sync::{mpsc, Arc};
 
-    let w = workload("uniform", &Overrides { rate: Some(1e6), duration: Some(2.0), write_ratio: Some(0.5), max_key: Some(1000), ..Default::default() })?;
+    let w = workload(
+        "uniform",
+        &Overrides {
+            rate: Some(1e6),
+            duration: Some(2.0),
+            write_ratio: Some(0.5),
+            max_key: Some(1000),
+            ..Default::default()
+        },
+    )?;
     let t = std::time::Instant::now();
     let n = w.schedule(3).count();
     let generated_per_s = n as f64 / t.elapsed().as_secs_f64();
@@ -383,25 +505,64 @@ pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> any
     let mut dispatch = Vec::new();
     let mut bytes_per_op = 0.0;
     for &rate in rates {
-        let w = workload("uniform", &Overrides { rate: Some(rate), duration: Some(2.0), write_ratio: Some(0.5), ..Default::default() })?;
+        let w = workload(
+            "uniform",
+            &Overrides {
+                rate: Some(rate),
+                duration: Some(2.0),
+                write_ratio: Some(0.5),
+                ..Default::default()
+            },
+        )?;
         let ops: Vec<_> = w.schedule(1).collect();
         let (tx, rx) = mpsc::channel::<OpRecord>();
         let t0 = std::time::Instant::now() + Duration::from_millis(50);
         let stop = Arc::new(AtomicBool::new(false));
         let runner = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(crate::run::open_loop("bench".into(), ops, t0, tx, stop, |_| async { Ok(String::new()) }));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(crate::run::open_loop(
+                "bench".into(),
+                ops,
+                t0,
+                tx,
+                stop,
+                |_| async { Ok(String::new()) },
+            ));
         });
         let records: Vec<OpRecord> = rx.iter().collect();
-        runner.join().map_err(|_| anyhow::anyhow!("dispatcher panicked"))?;
-        let mut lag: Vec<f64> = records.iter().map(|r| (r.sent - r.intended).max(0.0)).collect();
+        runner
+            .join()
+            .map_err(|_| anyhow::anyhow!("dispatcher panicked"))?;
+        let mut lag: Vec<f64> = records
+            .iter()
+            .map(|r| (r.sent - r.intended).max(0.0))
+            .collect();
         lag.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let span = records.iter().map(|r| r.sent).fold(0.0f64, f64::max) - records.iter().map(|r| r.sent).fold(f64::MAX, f64::min);
-        let q = |p: f64| lag.get(((lag.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0.0) * 1e3;
+        let span = records.iter().map(|r| r.sent).fold(0.0f64, f64::max)
+            - records.iter().map(|r| r.sent).fold(f64::MAX, f64::min);
+        let q = |p: f64| {
+            lag.get(((lag.len().max(1) - 1) as f64 * p) as usize)
+                .copied()
+                .unwrap_or(0.0)
+                * 1e3
+        };
         dispatch.push((rate, records.len() as f64 / span.max(1e-9), q(0.5), q(0.99)));
         // What a recorded operation holds: the record and its strings.
-        let heap: usize = records.iter().map(|r| r.client.capacity() + r.kind.capacity() + r.key.capacity() + r.error.capacity() + r.target.capacity()).sum();
-        bytes_per_op = (std::mem::size_of::<OpRecord>() * records.len() + heap) as f64 / records.len().max(1) as f64;
+        let heap: usize = records
+            .iter()
+            .map(|r| {
+                r.client.capacity()
+                    + r.kind.capacity()
+                    + r.key.capacity()
+                    + r.error.capacity()
+                    + r.target.capacity()
+            })
+            .sum();
+        bytes_per_op = (std::mem::size_of::<OpRecord>() * records.len() + heap) as f64
+            / records.len().max(1) as f64;
     }
 
     let overhead = match etcd_secs {
@@ -411,12 +572,35 @@ pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> any
             let _ = std::fs::remove_dir_all(&dir);
             let spec = crate::run::RunSpec {
                 system: crate::system::builtin("etcd")?,
-                topology: crate::topology::builtin("wan", crate::topology::Size { nodes: 3, clients: None })?,
-                workload: workload("uniform", &Overrides { rate: Some(100.0), duration: Some(secs), ..Default::default() })?,
-                fault: crate::fault::builtin("none", crate::fault::Params { duration: secs, mtbf: 1.0, kill_n: 0 })?,
+                topology: crate::topology::builtin(
+                    "wan",
+                    crate::topology::Size {
+                        nodes: 3,
+                        clients: None,
+                    },
+                )?,
+                workload: workload(
+                    "uniform",
+                    &Overrides {
+                        rate: Some(100.0),
+                        duration: Some(secs),
+                        ..Default::default()
+                    },
+                )?,
+                fault: crate::fault::builtin(
+                    "none",
+                    crate::fault::Params {
+                        duration: secs,
+                        mtbf: 1.0,
+                        kill_n: 0,
+                    },
+                )?,
                 net: NetworkOptions {
                     prefix: prefix.into(),
-                    impair: crate::net::impair::ImpairOptions { latency_ms: 20.0, ..Default::default() },
+                    impair: crate::net::impair::ImpairOptions {
+                        latency_ms: 20.0,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 failure_timeout: Duration::from_secs(1),
@@ -436,5 +620,10 @@ pub fn run_machinery(rates: &[f64], etcd_secs: Option<f64>, prefix: &str) -> any
             Some((secs, wall))
         }
     };
-    Ok(RunBench { generated_per_s, dispatch, bytes_per_op, overhead })
+    Ok(RunBench {
+        generated_per_s,
+        dispatch,
+        bytes_per_op,
+        overhead,
+    })
 }

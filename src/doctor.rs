@@ -15,14 +15,24 @@ pub struct Finding {
 }
 
 fn finding(what: &'static str, ok: bool, detail: impl Into<String>, fix: Option<&str>) -> Finding {
-    Finding { what, ok, detail: detail.into(), fix: fix.map(String::from) }
+    Finding {
+        what,
+        ok,
+        detail: detail.into(),
+        fix: fix.map(String::from),
+    }
 }
 
 /// Run every check.
 pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     let root = net::require_root().is_ok();
-    out.push(finding("root", root, if root { "running as root" } else { "not root" }, (!root).then_some("run reckon with sudo")));
+    out.push(finding(
+        "root",
+        root,
+        if root { "running as root" } else { "not root" },
+        (!root).then_some("run reckon with sudo"),
+    ));
 
     let ovs_ok = match cfg.connect() {
         Ok(mut db) => {
@@ -32,20 +42,41 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
                 .and_then(|r| r[0]["rows"][0]["ovs_version"].as_str().map(String::from))
                 .unwrap_or_else(|| "unknown version".into());
             if cfg.is_running() {
-                out.push(finding("Open vSwitch", true, format!("ovsdb-server and ovs-vswitchd running ({version}) at {}", cfg.socket.display()), None));
+                out.push(finding(
+                    "Open vSwitch",
+                    true,
+                    format!(
+                        "ovsdb-server and ovs-vswitchd running ({version}) at {}",
+                        cfg.socket.display()
+                    ),
+                    None,
+                ));
                 true
             } else {
-                out.push(finding("Open vSwitch", false, "ovsdb-server is up but ovs-vswitchd is not running", Some(&format!("{} start", cfg.ctl.display()))));
+                out.push(finding(
+                    "Open vSwitch",
+                    false,
+                    "ovsdb-server is up but ovs-vswitchd is not running",
+                    Some(&format!("{} start", cfg.ctl.display())),
+                ));
                 false
             }
         }
         Err(e) => {
             let fix = if cfg.ctl.exists() {
-                format!("{} start (reckon also tries this itself)", cfg.ctl.display())
+                format!(
+                    "{} start (reckon also tries this itself)",
+                    cfg.ctl.display()
+                )
             } else {
                 "run scripts/setup.sh (installs Debian's openvswitch-switch and starts it)".into()
             };
-            out.push(finding("Open vSwitch", false, e.to_string().lines().next().unwrap_or("").to_string(), Some(&fix)));
+            out.push(finding(
+                "Open vSwitch",
+                false,
+                e.to_string().lines().next().unwrap_or("").to_string(),
+                Some(&fix),
+            ));
             false
         }
     };
@@ -90,19 +121,39 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
     let etcd = Path::new("/usr/bin/etcd");
     match Command::new(etcd).arg("--version").output() {
         Ok(o) if o.status.success() => {
-            let v = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string();
-            out.push(finding("etcd", true, format!("{} ({v})", etcd.display()), None));
+            let v = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            out.push(finding(
+                "etcd",
+                true,
+                format!("{} ({v})", etcd.display()),
+                None,
+            ));
         }
-        _ => out.push(finding("etcd", false, format!("{} not found", etcd.display()), Some("apt-get install etcd-server etcd-client (or run scripts/setup.sh)"))),
+        _ => out.push(finding(
+            "etcd",
+            false,
+            format!("{} not found", etcd.display()),
+            Some("apt-get install etcd-server etcd-client (or run scripts/setup.sh)"),
+        )),
     }
     let etcdctl = Path::new(crate::system::etcd::ETCDCTL);
     let ok = etcdctl.is_file();
     out.push(finding(
         "etcdctl",
         ok,
-        if ok { format!("{} (reckon asks etcd for its leader with it)", etcdctl.display()) } else { format!("{} not found", etcdctl.display()) },
+        if ok {
+            format!(
+                "{} (reckon asks etcd for its leader with it)",
+                etcdctl.display()
+            )
+        } else {
+            format!("{} not found", etcdctl.display())
+        },
         (!ok).then_some("apt-get install etcd-client (or run scripts/setup.sh)"),
     ));
     out
 }
-

@@ -227,7 +227,10 @@ struct RunArgs {
 #[derive(Args, Clone)]
 struct TopoArgs {
     /// A built-in topology: simple or wan.
-    #[arg(required_unless_present = "topology_file", conflicts_with = "topology_file")]
+    #[arg(
+        required_unless_present = "topology_file",
+        conflicts_with = "topology_file"
+    )]
     topology: Option<String>,
     /// Your own topology file (TOML; see topologies/simple.toml for the format).
     #[arg(long, value_name = "FILE")]
@@ -273,7 +276,10 @@ struct SystemArgs {
 impl SystemArgs {
     fn def(&self) -> Result<Option<system::SystemDef>> {
         if !(self.failure_timeout > 0.0 && self.failure_timeout <= 60.0) {
-            bail!("--failure-timeout {}: give seconds, more than 0 and at most 60", self.failure_timeout);
+            bail!(
+                "--failure-timeout {}: give seconds, more than 0 and at most 60",
+                self.failure_timeout
+            );
         }
         Ok(match (&self.system, &self.system_file) {
             (_, Some(f)) => Some(system::from_file(f)?),
@@ -380,11 +386,17 @@ macro_rules! out_raw {
 }
 
 fn resolve(t: &TopoArgs) -> Result<topology::Topology> {
-    let size = Size { nodes: t.number_nodes, clients: t.number_clients };
+    let size = Size {
+        nodes: t.number_nodes,
+        clients: t.number_clients,
+    };
     Ok(match (&t.topology, &t.topology_file) {
         (_, Some(f)) => topology::from_file(f, size)?,
         (Some(name), None) => topology::builtin(name, size)?,
-        (None, None) => bail!("give a topology name ({}) or --topology-file", topology::known()),
+        (None, None) => bail!(
+            "give a topology name ({}) or --topology-file",
+            topology::known()
+        ),
     })
 }
 
@@ -396,7 +408,10 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RECKON_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RECKON_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .init();
@@ -416,7 +431,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let ovs = OvsConfig::default();
     net::validate_prefix(&cli.prefix)?;
-    let opts = |datapath, check| NetworkOptions { prefix: cli.prefix.clone(), datapath, check, ovs: ovs.clone(), ..Default::default() };
+    let opts = |datapath, check| NetworkOptions {
+        prefix: cli.prefix.clone(),
+        datapath,
+        check,
+        ovs: ovs.clone(),
+        ..Default::default()
+    };
     match cli.command {
         Cmd::Topo(Topo::Up { topo, hold }) => {
             let t = resolve(&topo)?;
@@ -427,7 +448,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cli.prefix,
                 t.hosts.len(),
                 t.switches.len(),
-                if topo.no_check { "" } else { ", then checking every pair of hosts over ICMP and TCP" }
+                if topo.no_check {
+                    ""
+                } else {
+                    ", then checking every pair of hosts over ICMP and TCP"
+                }
             );
             let started = std::time::Instant::now();
             let options = NetworkOptions {
@@ -435,21 +460,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 impairable_all: topo.impair.impairable_all_links,
                 ..opts(topo.datapath, !topo.no_check)
             };
-            let mut network = Network::up(&t, &options).with_context(|| format!("bringing up topology {}", t.name))?;
+            let mut network = Network::up(&t, &options)
+                .with_context(|| format!("bringing up topology {}", t.name))?;
             let cluster = match &sys {
                 None => None,
                 Some(def) => {
-                    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
                     let base = PathBuf::from(format!("/var/tmp/reckon/{}-{stamp}", cli.prefix));
                     let copts = system::ClusterOptions {
-                        failure_timeout: std::time::Duration::from_secs_f64(topo.system.failure_timeout),
-                        log_dir: topo.system.log_dir.clone().unwrap_or_else(|| base.join("logs")),
+                        failure_timeout: std::time::Duration::from_secs_f64(
+                            topo.system.failure_timeout,
+                        ),
+                        log_dir: topo
+                            .system
+                            .log_dir
+                            .clone()
+                            .unwrap_or_else(|| base.join("logs")),
                         data_root: base.join("data"),
                     };
-                    eprintln!("reckon: starting {} on {} node hosts…", def.name, t.nodes().count());
+                    eprintln!(
+                        "reckon: starting {} on {} node hosts…",
+                        def.name,
+                        t.nodes().count()
+                    );
                     let c = system::Cluster::start(&mut network, def, &copts)?;
-                    let leader = c.wait_ready(std::time::Duration::from_secs_f64(topo.system.ready_timeout))?;
-                    out!("{} is up: leader {leader}; endpoints {}; logs in {}", def.name, c.endpoints().join(","), copts.log_dir.display());
+                    let leader = c.wait_ready(std::time::Duration::from_secs_f64(
+                        topo.system.ready_timeout,
+                    ))?;
+                    out!(
+                        "{} is up: leader {leader}; endpoints {}; logs in {}",
+                        def.name,
+                        c.endpoints().join(","),
+                        copts.log_dir.display()
+                    );
                     Some(c)
                 }
             };
@@ -458,7 +504,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let check = if topo.no_check {
                 "connectivity not checked".to_string()
             } else {
-                format!("{} host pairs reach each other over ICMP and TCP ({:.0} ms)", tm.pairs_checked, tm.check.as_secs_f64() * 1e3)
+                format!(
+                    "{} host pairs reach each other over ICMP and TCP ({:.0} ms)",
+                    tm.pairs_checked,
+                    tm.check.as_secs_f64() * 1e3
+                )
             };
             let m = network.manifest();
             if let Some(b) = m.impair_backend {
@@ -466,11 +516,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .impairments
                     .iter()
                     .filter(|l| !l.forward.is_none() || !l.back.is_none())
-                    .map(|l| if l.forward == l.back { format!("{} {}", l.link, l.forward) } else { format!("{} {} / back {}", l.link, l.forward, l.back) })
+                    .map(|l| {
+                        if l.forward == l.back {
+                            format!("{} {}", l.link, l.forward)
+                        } else {
+                            format!("{} {} / back {}", l.link, l.forward, l.back)
+                        }
+                    })
                     .collect();
-                let shown = impaired.iter().take(4).cloned().collect::<Vec<_>>().join("; ");
-                let more = if impaired.len() > 4 { format!("; and {} more (`reckon topo links`)", impaired.len() - 4) } else { String::new() };
-                out!("impaired by {} per link and direction: {shown}{more}", match b { impair::Backend::Netem => "netem", _ => "the userspace engine" });
+                let shown = impaired
+                    .iter()
+                    .take(4)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let more = if impaired.len() > 4 {
+                    format!("; and {} more (`reckon topo links`)", impaired.len() - 4)
+                } else {
+                    String::new()
+                };
+                out!(
+                    "impaired by {} per link and direction: {shown}{more}",
+                    match b {
+                        impair::Backend::Netem => "netem",
+                        _ => "the userspace engine",
+                    }
+                );
                 if m.latency_compensation_ms > 0.0 {
                     out!("the network's own latency, {:.3} ms per delayed link, is taken off those links", m.latency_compensation_ms);
                 }
@@ -505,17 +576,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("reading the run registry")?
                 .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
             let mut cmd = net::command_in(&m, &host, &command[0])?;
-            let status = cmd.args(&command[1..]).status().with_context(|| format!("running {} in host {host}", command[0]))?;
+            let status = cmd
+                .args(&command[1..])
+                .status()
+                .with_context(|| format!("running {} in host {host}", command[0]))?;
             // The command's own exit code, or 128 + signal like a shell.
-            let code = status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
+            let code = status.code().or_else(|| {
+                std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)
+            });
             return Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8));
         }
-        Cmd::Topo(Topo::Impair { link, latency, jitter, loss, reorder, direction }) => {
+        Cmd::Topo(Topo::Impair {
+            link,
+            latency,
+            jitter,
+            loss,
+            reorder,
+            direction,
+        }) => {
             net::require_root()?;
             let mut m = net::registry::read(&cli.prefix)
                 .context("reading the run registry")?
                 .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
-            let i = impair::Impairment { latency_ms: latency, jitter_ms: jitter, loss_pct: loss, reorder };
+            let i = impair::Impairment {
+                latency_ms: latency,
+                jitter_ms: jitter,
+                loss_pct: loss,
+                reorder,
+            };
             let (f, b) = match direction {
                 Direction::Forward => (Some(i), None),
                 Direction::Back => (None, Some(i)),
@@ -523,7 +611,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             net::set_impairment(&mut m, &link, f, b)?;
             net::registry::rewrite(&m).context("recording the change")?;
-            out!("link {link}: {i} ({})", match direction { Direction::Forward => "forward", Direction::Back => "back", Direction::Both => "both directions" });
+            out!(
+                "link {link}: {i} ({})",
+                match direction {
+                    Direction::Forward => "forward",
+                    Direction::Back => "back",
+                    Direction::Both => "both directions",
+                }
+            );
         }
         Cmd::Topo(Topo::Links) => {
             net::require_root()?;
@@ -531,12 +626,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("reading the run registry")?
                 .ok_or_else(|| net::NetError::NoNetwork(cli.prefix.clone()))?;
             let stats = net::impairment_stats(&m)?;
-            out!("backend: {}", match m.impair_backend { None => "none (no link impaired)".to_string(), Some(b) => format!("{b:?}").to_lowercase() });
+            out!(
+                "backend: {}",
+                match m.impair_backend {
+                    None => "none (no link impaired)".to_string(),
+                    Some(b) => format!("{b:?}").to_lowercase(),
+                }
+            );
             if m.latency_compensation_ms > 0.0 {
                 out!("(delays below are as asked; {:.3} ms, the network's own latency per delayed link, is taken off each when applied)", m.latency_compensation_ms);
             }
             for li in &m.impairments {
-                out!("{:<10} forward {:<28} back {}", li.link, li.forward.to_string(), li.back);
+                out!(
+                    "{:<10} forward {:<28} back {}",
+                    li.link,
+                    li.forward.to_string(),
+                    li.back
+                );
                 for d in stats.iter().filter(|d| d.link == li.link) {
                     out!(
                         "{:<10}   {:<7} received {:>9}  dropped {:>8}  sent {:>9}",
@@ -556,29 +662,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out!("merged {n} runs into {}", path.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            let plan_path = a.plan.ok_or_else(|| anyhow::anyhow!("give a sweep plan (TOML), or `reckon sweep merge`"))?;
+            let plan_path = a.plan.ok_or_else(|| {
+                anyhow::anyhow!("give a sweep plan (TOML), or `reckon sweep merge`")
+            })?;
             let plan = reckon::sweep::load(&plan_path).map_err(anyhow::Error::msg)?;
-            let shard = a.shard.as_deref().map(reckon::sweep::parse_shard).transpose().map_err(anyhow::Error::msg)?;
+            let shard = a
+                .shard
+                .as_deref()
+                .map(reckon::sweep::parse_shard)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             net::require_root()?;
-            let name = plan_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
-            let out = a.out.unwrap_or_else(|| PathBuf::from(format!("results/sweep-{name}")));
+            let name = plan_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sweep".into());
+            let out = a
+                .out
+                .unwrap_or_else(|| PathBuf::from(format!("results/sweep-{name}")));
             let bin = std::env::current_exe().context("finding this program")?;
-            out!("sweep {}: {} runs{} into {}", plan_path.display(), plan.points.len(), shard.map(|(i, n)| format!(", shard {i}/{n}")).unwrap_or_default(), out.display());
-            let done = reckon::sweep::run(&plan, &out, shard, &bin, &cli.prefix, |k, n, p, status| {
-                let params: Vec<String> = plan.columns.iter().take(4).map(|c| format!("{c}={}", p.params.get(c).cloned().unwrap_or_default())).collect();
-                out!("[{k}/{n}] {} {}: {status}", p.id, params.join(" "));
-            })
-            .map_err(anyhow::Error::msg)?;
-            let failed = done.iter().filter(|d| d.status.starts_with("failed")).count();
-            out!("{} runs: {} done before, {} run now, {failed} failed; results in {}", done.len(), done.iter().filter(|d| d.status == "done before").count(), done.iter().filter(|d| d.status == "ok").count(), out.join("results.csv").display());
+            out!(
+                "sweep {}: {} runs{} into {}",
+                plan_path.display(),
+                plan.points.len(),
+                shard
+                    .map(|(i, n)| format!(", shard {i}/{n}"))
+                    .unwrap_or_default(),
+                out.display()
+            );
+            let done =
+                reckon::sweep::run(&plan, &out, shard, &bin, &cli.prefix, |k, n, p, status| {
+                    let params: Vec<String> = plan
+                        .columns
+                        .iter()
+                        .take(4)
+                        .map(|c| format!("{c}={}", p.params.get(c).cloned().unwrap_or_default()))
+                        .collect();
+                    out!("[{k}/{n}] {} {}: {status}", p.id, params.join(" "));
+                })
+                .map_err(anyhow::Error::msg)?;
+            let failed = done
+                .iter()
+                .filter(|d| d.status.starts_with("failed"))
+                .count();
+            out!(
+                "{} runs: {} done before, {} run now, {failed} failed; results in {}",
+                done.len(),
+                done.iter().filter(|d| d.status == "done before").count(),
+                done.iter().filter(|d| d.status == "ok").count(),
+                out.join("results.csv").display()
+            );
         }
         Cmd::Report { dir } => {
             let path = reckon::report::html::report(&dir).map_err(anyhow::Error::msg)?;
             out!("report: {}", path.display());
         }
         Cmd::ImpairEngine { spec } => {
-            let text = std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
-            let spec: net::engine::EngineSpec = serde_json::from_slice(&text).context("engine spec")?;
+            let text =
+                std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
+            let spec: net::engine::EngineSpec =
+                serde_json::from_slice(&text).context("engine spec")?;
             net::engine::run(&spec).context("impairment engine")?;
         }
         Cmd::Topo(Topo::Down) => {
@@ -597,7 +740,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         m.topology.name,
                         m.topology.hosts.len(),
                         match m.owner {
-                            Some(pid) => format!("owned by pid {pid} (if it is gone, `reckon clean` removes it)"),
+                            Some(pid) => format!(
+                                "owned by pid {pid} (if it is gone, `reckon clean` removes it)"
+                            ),
                             None => "left up by `reckon topo up`".into(),
                         }
                     ),
@@ -612,7 +757,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (cleaned, skipped) = net::clean(only.as_deref(), &ovs)?;
             let mut failed = false;
             for c in &cleaned {
-                let what = if c.crashed { "leftovers of a crashed run" } else { "network left up" };
+                let what = if c.crashed {
+                    "leftovers of a crashed run"
+                } else {
+                    "network left up"
+                };
                 match &c.result {
                     Ok(r) => out!("{}: removed {what}: {r}", c.prefix),
                     Err(e) => {
@@ -635,18 +784,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let findings = doctor::diagnose(&ovs);
             let mut ok = true;
             for f in &findings {
-                out!("{:<4} {:<13} {}", if f.ok { "ok" } else { "FAIL" }, f.what, f.detail);
+                out!(
+                    "{:<4} {:<13} {}",
+                    if f.ok { "ok" } else { "FAIL" },
+                    f.what,
+                    f.detail
+                );
                 if let Some(fix) = &f.fix {
-                    out!("     {:<13} {} {fix}", "", if f.ok { "tip:" } else { "fix:" });
+                    out!(
+                        "     {:<13} {} {fix}",
+                        "",
+                        if f.ok { "tip:" } else { "fix:" }
+                    );
                 }
                 ok &= f.ok;
             }
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Cmd::Bench(Bench::Engine { rates, delay, secs }) => {
             let bin = std::env::current_exe().context("finding this program")?;
             out!("userspace engine alone, {delay} ms added on one direction, 32-byte UDP, kernel-to-kernel timestamps");
-            out!("{:>9} {:>9} {:>10} {:>12} {:>12} {:>10}", "pps", "offered", "delivered", "err p50 ms", "err p99 ms", "CPU %");
+            out!(
+                "{:>9} {:>9} {:>10} {:>12} {:>12} {:>10}",
+                "pps",
+                "offered",
+                "delivered",
+                "err p50 ms",
+                "err p99 ms",
+                "CPU %"
+            );
             let (_, best, best_cpu) = bench::engine(&bin, &rates, delay, secs, |r| {
                 out!(
                     "{:>9} {:>9} {:>10} {:>12.3} {:>12.3} {:>10.1}",
@@ -662,11 +832,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out!("error: |one-way delay - {delay} ms - the same stream's median one-way delay with no delay added|");
         }
         Cmd::Bench(Bench::Run { rates, etcd_secs }) => {
-            let prefix = if cli.prefix == net::DEFAULT_PREFIX { "rkbr" } else { cli.prefix.as_str() };
+            let prefix = if cli.prefix == net::DEFAULT_PREFIX {
+                "rkbr"
+            } else {
+                cli.prefix.as_str()
+            };
             let b = bench::run_machinery(&rates, (etcd_secs > 0.0).then_some(etcd_secs), prefix)?;
-            out!("schedule generation: {:.2} M operations/s (uniform keys, 3 clients)", b.generated_per_s / 1e6);
+            out!(
+                "schedule generation: {:.2} M operations/s (uniform keys, 3 clients)",
+                b.generated_per_s / 1e6
+            );
             out!("open-loop dispatch on one thread against a no-op target:");
-            out!("{:>12} {:>14} {:>12} {:>12}", "offered/s", "dispatched/s", "lag p50 ms", "lag p99 ms");
+            out!(
+                "{:>12} {:>14} {:>12} {:>12}",
+                "offered/s",
+                "dispatched/s",
+                "lag p50 ms",
+                "lag p99 ms"
+            );
             for (rate, got, p50, p99) in &b.dispatch {
                 out!("{:>12.0} {:>14.0} {:>12.3} {:>12.3}", rate, got, p50, p99);
             }
@@ -678,12 +861,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench(Bench::Net { repeat, datapath }) => {
             out!(
                 "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
-                "case", "hosts", "up ms", "down ms", "total ms", "mininet ms", "speedup", "check ms"
+                "case",
+                "hosts",
+                "up ms",
+                "down ms",
+                "total ms",
+                "mininet ms",
+                "speedup",
+                "check ms"
             );
             bench::net(&opts(datapath, false), repeat, |b| {
                 let total = b.up + b.down;
                 let (mn, speed) = match b.mininet {
-                    Some(m) => (format!("{:.0}", m.as_secs_f64() * 1e3), format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64())),
+                    Some(m) => (
+                        format!("{:.0}", m.as_secs_f64() * 1e3),
+                        format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64()),
+                    ),
                     None => ("-".into(), "-".into()),
                 };
                 out!(
@@ -699,7 +892,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             })?;
             out!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
-            let rcu = std::fs::read_to_string("/sys/kernel/rcu_expedited").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+            let rcu = std::fs::read_to_string("/sys/kernel/rcu_expedited")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
             out!("kernel: rcu_expedited={rcu} (teardown is mostly ovs-vswitchd waiting one RCU grace period per port it removes; see `reckon doctor`)");
         }
     }
@@ -709,13 +904,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
     net::require_root()?;
     if !(a.failure_timeout > 0.0 && a.failure_timeout <= 60.0) {
-        bail!("--failure-timeout {}: give seconds, more than 0 and at most 60", a.failure_timeout);
+        bail!(
+            "--failure-timeout {}: give seconds, more than 0 and at most 60",
+            a.failure_timeout
+        );
     }
     if !(a.op_timeout > 0.0 && a.op_timeout <= 600.0) {
-        bail!("--op-timeout {}: give seconds, more than 0 and at most 600", a.op_timeout);
+        bail!(
+            "--op-timeout {}: give seconds, more than 0 and at most 600",
+            a.op_timeout
+        );
     }
     let system = system::builtin(&a.system)?;
-    let topology = topology::builtin(&a.topology, Size { nodes: a.number_nodes, clients: a.number_clients })?;
+    let topology = topology::builtin(
+        &a.topology,
+        Size {
+            nodes: a.number_nodes,
+            clients: a.number_clients,
+        },
+    )?;
     let overrides = reckon::workload::Overrides {
         rate: Some(a.rate),
         write_ratio: a.write_ratio,
@@ -726,21 +933,43 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         seed: a.seed,
     };
     let workload = reckon::workload::builtin(&a.workload, &overrides)?;
-    let params = reckon::fault::Params { duration: a.duration, mtbf: a.mtbf, kill_n: a.kill_n };
+    let params = reckon::fault::Params {
+        duration: a.duration,
+        mtbf: a.mtbf,
+        kill_n: a.kill_n,
+    };
     let fault = match &a.fault_file {
         Some(f) => reckon::fault::from_file(f, params)?,
         None => reckon::fault::builtin(&a.fault, params)?,
     };
-    let impair = impair::ImpairOptions { latency_ms: a.link_latency, jitter: a.link_jitter, loss_pct: a.link_loss, seed: a.seed, backend: a.impair_backend };
+    let impair = impair::ImpairOptions {
+        latency_ms: a.link_latency,
+        jitter: a.link_jitter,
+        loss_pct: a.link_loss,
+        seed: a.seed,
+        backend: a.impair_backend,
+    };
     impair.validate().map_err(anyhow::Error::msg)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let result_dir = a.result_location.clone().unwrap_or_else(|| PathBuf::from(format!("results/{}-{}-{}-{}-{stamp}", a.system, a.topology, a.workload, fault.name)));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let result_dir = a.result_location.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "results/{}-{}-{}-{}-{stamp}",
+            a.system, a.topology, a.workload, fault.name
+        ))
+    });
     let spec = reckon::run::RunSpec {
         system,
         topology,
         workload,
         fault,
-        net: NetworkOptions { prefix: prefix.into(), impair, ..Default::default() },
+        net: NetworkOptions {
+            prefix: prefix.into(),
+            impair,
+            ..Default::default()
+        },
         failure_timeout: std::time::Duration::from_secs_f64(a.failure_timeout),
         kill_n: a.kill_n,
         allow_no_quorum: a.allow_no_quorum,
@@ -749,7 +978,10 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         op_timeout: std::time::Duration::from_secs_f64(a.op_timeout),
         result_dir,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        client_cmd: a.client_cmd.as_ref().map(|c| c.split_whitespace().map(String::from).collect()),
+        client_cmd: a
+            .client_cmd
+            .as_ref()
+            .map(|c| c.split_whitespace().map(String::from).collect()),
     };
     if a.debug {
         let stdin = std::io::stdin();
@@ -758,14 +990,54 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
     }
     let outcome = reckon::run::run(&spec)?;
     let s = &outcome.summary;
-    out!("{} {} {} {}: {} ops, {} ok, {} errors, {:.1} ok/s", a.system, a.topology, a.workload, spec.fault.name, s.ops, s.ok, s.errors, s.throughput);
-    out!("latency ms (from intended start): p50 {:.2}  p99 {:.2}  max {:.2}", s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.max);
+    out!(
+        "{} {} {} {}: {} ops, {} ok, {} errors, {:.1} ok/s",
+        a.system,
+        a.topology,
+        a.workload,
+        spec.fault.name,
+        s.ops,
+        s.ok,
+        s.errors,
+        s.throughput
+    );
+    out!(
+        "latency ms (from intended start): p50 {:.2}  p99 {:.2}  max {:.2}",
+        s.latency_ms.p50,
+        s.latency_ms.p99,
+        s.latency_ms.max
+    );
     for p in &s.phases {
-        out!("  {:<7} {:>6.1}-{:<6.1}s  {:>6} ok  {:>8.1} ok/s  p50 {:>8.2}  p99 {:>8.2}", p.name, p.from, p.to, p.ok, p.throughput, p.latency_ms.p50, p.latency_ms.p99);
+        out!(
+            "  {:<7} {:>6.1}-{:<6.1}s  {:>6} ok  {:>8.1} ok/s  p50 {:>8.2}  p99 {:>8.2}",
+            p.name,
+            p.from,
+            p.to,
+            p.ok,
+            p.throughput,
+            p.latency_ms.p50,
+            p.latency_ms.p99
+        );
     }
-    out!("longest gap between successes: {:.3} s from {:.2} s", s.longest_gap, s.longest_gap_from);
+    out!(
+        "longest gap between successes: {:.3} s from {:.2} s",
+        s.longest_gap,
+        s.longest_gap_from
+    );
     for f in &outcome.faults {
-        out!("  fault {} {} {} at {:.3} s (scheduled {:.3}){}", f.event, f.action, f.targets, f.applied, f.scheduled, if f.error.is_empty() { String::new() } else { format!(": {}", f.error) });
+        out!(
+            "  fault {} {} {} at {:.3} s (scheduled {:.3}){}",
+            f.event,
+            f.action,
+            f.targets,
+            f.applied,
+            f.scheduled,
+            if f.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", f.error)
+            }
+        );
     }
     for e in &outcome.client_errors {
         out!("  client error: {e}");
@@ -775,5 +1047,9 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
 }
 
 fn prefix_flag(p: &str) -> String {
-    if p == net::DEFAULT_PREFIX { String::new() } else { format!(" --prefix {p}") }
+    if p == net::DEFAULT_PREFIX {
+        String::new()
+    } else {
+        format!(" --prefix {p}")
+    }
 }

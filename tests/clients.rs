@@ -18,7 +18,11 @@ const STDIO_CLIENT: &str = env!("CARGO_BIN_EXE_reckon-stdio-client");
 fn cluster(net: &mut Network, prefix: &str) -> (Cluster, std::path::PathBuf) {
     let base = std::env::temp_dir().join(format!("reckon-test-cl-{prefix}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    let co = ClusterOptions { failure_timeout: Duration::from_millis(500), log_dir: base.join("logs"), data_root: base.join("data") };
+    let co = ClusterOptions {
+        failure_timeout: Duration::from_millis(500),
+        log_dir: base.join("logs"),
+        data_root: base.join("data"),
+    };
     let c = Cluster::start(net, &system::builtin("etcd").unwrap(), &co).unwrap();
     c.wait_ready(Duration::from_secs(30)).unwrap();
     (c, base)
@@ -49,7 +53,9 @@ fn the_built_in_client_writes_and_reads_from_every_client_host() {
             assert_eq!(get.value.as_deref(), Some(&b"value"[..]));
             match target {
                 // In wan, mc<i>'s own data centre holds h<i>.
-                Target::Local => assert_eq!(put.endpoint, eps[local.unwrap()], "{} local", client.name),
+                Target::Local => {
+                    assert_eq!(put.endpoint, eps[local.unwrap()], "{} local", client.name)
+                }
                 Target::Leader => assert_eq!(put.endpoint, leader_ep, "{} leader", client.name),
                 Target::All => assert_eq!(put.endpoint, eps.join(",")),
             }
@@ -62,9 +68,19 @@ fn the_built_in_client_writes_and_reads_from_every_client_host() {
 
 #[test]
 fn a_cut_off_client_times_out_within_the_operation_timeout() {
-    let mut net = Network::up(&topo("wan", 3, None), &NetworkOptions { impairable_all: true, ..opts("yto2") }).unwrap();
+    let mut net = Network::up(
+        &topo("wan", 3, None),
+        &NetworkOptions {
+            impairable_all: true,
+            ..opts("yto2")
+        },
+    )
+    .unwrap();
     let (c, _) = cluster(&mut net, "yto2");
-    let cut = Impairment { loss_pct: 100.0, ..Default::default() };
+    let cut = Impairment {
+        loss_pct: 100.0,
+        ..Default::default()
+    };
     net.set_impairment("mc2", Some(cut), Some(cut)).unwrap();
     let eps = c.endpoints();
     let (r, took) = in_host(net.manifest(), "mc2", || async move {
@@ -75,7 +91,10 @@ fn a_cut_off_client_times_out_within_the_operation_timeout() {
     .unwrap();
     let e = r.unwrap_err();
     assert!(e.contains("timed out"), "{e}");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(1800), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1800),
+        "took {took:?}"
+    );
     drop(c);
     drop(net);
     assert_clean("yto2");
@@ -106,7 +125,16 @@ fn the_leader_target_follows_a_new_leader() {
 fn ops(n: usize) -> Vec<Operation> {
     (0..n)
         .map(|i| Operation {
-            payload: if i % 2 == 0 { Payload::Write { key: format!("{i:04}"), value: "v".repeat(8) } } else { Payload::Read { key: format!("{:04}", i - 1) } },
+            payload: if i % 2 == 0 {
+                Payload::Write {
+                    key: format!("{i:04}"),
+                    value: "v".repeat(8),
+                }
+            } else {
+                Payload::Read {
+                    key: format!("{:04}", i - 1),
+                }
+            },
             time: i as f64 * 0.05,
         })
         .collect()
@@ -116,8 +144,27 @@ fn ops(n: usize) -> Vec<Operation> {
 fn an_external_client_runs_the_whole_stdio_exchange() {
     let mut net = Network::up(&topo("wan", 3, None), &opts("yst")).unwrap();
     let (c, base) = cluster(&mut net, "yst");
-    let mut cl = StdioClient::spawn(net.manifest(), "mc1", &[STDIO_CLIENT.into()], &c.endpoints(), 1, false, &base.join("client-1.stderr")).unwrap();
-    cl.preload(true, Operation { payload: Payload::Write { key: "prereq".into(), value: "done".into() }, time: 0.0 }).unwrap();
+    let mut cl = StdioClient::spawn(
+        net.manifest(),
+        "mc1",
+        &[STDIO_CLIENT.into()],
+        &c.endpoints(),
+        1,
+        false,
+        &base.join("client-1.stderr"),
+    )
+    .unwrap();
+    cl.preload(
+        true,
+        Operation {
+            payload: Payload::Write {
+                key: "prereq".into(),
+                value: "done".into(),
+            },
+            time: 0.0,
+        },
+    )
+    .unwrap();
     for op in ops(6) {
         cl.preload(false, op).unwrap();
     }
@@ -127,17 +174,33 @@ fn an_external_client_runs_the_whole_stdio_exchange() {
     end.unwrap();
     assert_eq!(results.len(), 6);
     for r in &results {
-        let Message::Result { result, clientid, t_submitted, t_result, other, .. } = r else { panic!() };
+        let Message::Result {
+            result,
+            clientid,
+            t_submitted,
+            t_result,
+            other,
+            ..
+        } = r
+        else {
+            panic!()
+        };
         assert_eq!(result, "Success");
         assert_eq!(clientid, "1");
         assert!(t_result >= t_submitted);
-        assert!(other["target"].as_str().unwrap().starts_with("http://10.0.1."));
+        assert!(other["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://10.0.1."));
     }
     // The prerequisite and the writes really reached etcd.
     let eps = c.endpoints();
     let got = in_host(net.manifest(), "mc3", || async move {
         let kv = EtcdKv::new(eps, None, Target::All);
-        (kv.get("prereq", Duration::from_secs(3)).await, kv.get("0004", Duration::from_secs(3)).await)
+        (
+            kv.get("prereq", Duration::from_secs(3)).await,
+            kv.get("0004", Duration::from_secs(3)).await,
+        )
     })
     .unwrap();
     assert_eq!(got.0.unwrap().value.as_deref(), Some(&b"done"[..]));
@@ -153,7 +216,16 @@ fn a_client_that_dies_mid_run_is_reported_and_its_results_kept() {
     let mut net = Network::up(&topo("simple", 3, None), &opts("ydi")).unwrap();
     let (c, base) = cluster(&mut net, "ydi");
     let cmd = vec![STDIO_CLIENT.to_string(), "--die-after=2".into()];
-    let mut cl = StdioClient::spawn(net.manifest(), "mc1", &cmd, &c.endpoints(), 7, false, &base.join("client-7.stderr")).unwrap();
+    let mut cl = StdioClient::spawn(
+        net.manifest(),
+        "mc1",
+        &cmd,
+        &c.endpoints(),
+        7,
+        false,
+        &base.join("client-7.stderr"),
+    )
+    .unwrap();
     for op in ops(5) {
         cl.preload(false, op).unwrap();
     }
@@ -162,10 +234,27 @@ fn a_client_that_dies_mid_run_is_reported_and_its_results_kept() {
     let (results, end) = cl.collect(Duration::from_secs(10));
     assert_eq!(results.len(), 2, "the results sent before it died are kept");
     let e = end.unwrap_err().to_string();
-    assert!(e.contains("client 7 on mc1") && e.contains("after 2 results") && e.contains("exited"), "{e}");
-    assert!(e.contains("dying after 2 results"), "stderr tail missing: {e}");
+    assert!(
+        e.contains("client 7 on mc1") && e.contains("after 2 results") && e.contains("exited"),
+        "{e}"
+    );
+    assert!(
+        e.contains("dying after 2 results"),
+        "stderr tail missing: {e}"
+    );
     // A command that does not exist is a clear error too.
-    let e = StdioClient::spawn(net.manifest(), "mc1", &["/nonexistent/client".into()], &c.endpoints(), 8, false, &base.join("c8")).err().unwrap().to_string();
+    let e = StdioClient::spawn(
+        net.manifest(),
+        "mc1",
+        &["/nonexistent/client".into()],
+        &c.endpoints(),
+        8,
+        false,
+        &base.join("c8"),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("could not start /nonexistent/client"), "{e}");
     drop(cl);
     drop(c);

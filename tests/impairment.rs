@@ -20,7 +20,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn impaired(prefix: &str, latency: f64, jitter: f64, loss: f64, seed: u64) -> NetworkOptions {
     NetworkOptions {
-        impair: ImpairOptions { latency_ms: latency, jitter, loss_pct: loss, seed, backend: Backend::Auto },
+        impair: ImpairOptions {
+            latency_ms: latency,
+            jitter,
+            loss_pct: loss,
+            seed,
+            backend: Backend::Auto,
+        },
         ..opts(prefix)
     }
 }
@@ -28,7 +34,12 @@ fn impaired(prefix: &str, latency: f64, jitter: f64, loss: f64, seed: u64) -> Ne
 /// Round-trip times in ms of `count` pings (the system's `ping`, from inside host `from`).
 fn ping(net: &Network, from: &str, to: &str, count: usize) -> Vec<f64> {
     let ip = net.topology().host(to).unwrap().ip.to_string();
-    let o = net.command(from, "ping").unwrap().args(["-n", "-c", &count.to_string(), "-i", "0.05", "-W", "1", &ip]).output().unwrap();
+    let o = net
+        .command(from, "ping")
+        .unwrap()
+        .args(["-n", "-c", &count.to_string(), "-i", "0.05", "-W", "1", &ip])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter_map(|l| l.split("time=").nth(1))
@@ -47,9 +58,14 @@ fn udp_probes(net: &Network, from: &str, to: &str, count: u32, wait: Duration) -
     let t = net.topology();
     let dst = SocketAddrV4::new(t.host(to).unwrap().ip, 9999);
     let ns = |h: &str| netns::open(net.manifest().netns_of(h).unwrap()).unwrap();
-    let rx = netns::in_netns(ns(to), || UdpSocket::bind(dst)).unwrap().unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let tx = netns::in_netns(ns(from), || UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    let rx = netns::in_netns(ns(to), || UdpSocket::bind(dst))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let tx = netns::in_netns(ns(from), || UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
     let mut got = vec![false; count as usize];
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -78,9 +94,15 @@ fn wan_latency_holds_between_dcs_and_not_inside_one() {
     let across = ping(&net, "h1", "h2", 40);
     assert!(across.len() >= 38, "{across:?}");
     let m = median(&across);
-    assert!((m - 40.0).abs() <= 1.0, "h1 -> h2 median RTT {m} ms, want 40 ± 1: {across:?}");
+    assert!(
+        (m - 40.0).abs() <= 1.0,
+        "h1 -> h2 median RTT {m} ms, want 40 ± 1: {across:?}"
+    );
     let node_to_other_client = median(&ping(&net, "h1", "mc3", 20));
-    assert!((node_to_other_client - 40.0).abs() <= 1.0, "h1 -> mc3 {node_to_other_client}");
+    assert!(
+        (node_to_other_client - 40.0).abs() <= 1.0,
+        "h1 -> mc3 {node_to_other_client}"
+    );
     let inside = ping(&net, "h1", "mc1", 20);
     assert!(median(&inside) < 1.0, "h1 -> mc1 inside DC 1: {inside:?}");
     drop(net);
@@ -90,11 +112,21 @@ fn wan_latency_holds_between_dcs_and_not_inside_one() {
 #[test]
 fn simple_latency_is_end_to_end() {
     let _s = serial();
-    let net = Network::up(&topo("simple", 3, Some(1)), &impaired("tis", 30.0, 0.0, 0.0, 0)).unwrap();
+    let net = Network::up(
+        &topo("simple", 3, Some(1)),
+        &impaired("tis", 30.0, 0.0, 0.0, 0),
+    )
+    .unwrap();
     let m = median(&ping(&net, "h1", "h3", 30));
-    assert!((m - 60.0).abs() <= 1.0, "h1 -> h3 median RTT {m}, want 60 ± 1");
+    assert!(
+        (m - 60.0).abs() <= 1.0,
+        "h1 -> h3 median RTT {m}, want 60 ± 1"
+    );
     let m = median(&ping(&net, "mc1", "h2", 30));
-    assert!((m - 60.0).abs() <= 1.0, "mc1 -> h2 median RTT {m}, want 60 ± 1");
+    assert!(
+        (m - 60.0).abs() <= 1.0,
+        "mc1 -> h2 median RTT {m}, want 60 ± 1"
+    );
     drop(net);
     assert_clean("tis");
 }
@@ -109,11 +141,18 @@ fn loss_is_within_binomial_bounds() {
     // 99.9 % two-sided bounds of Binomial(2000, 0.1).
     let (mean, sd) = (n as f64 * 0.1, (n as f64 * 0.1 * 0.9).sqrt());
     let (lo, hi) = (mean - 3.29 * sd, mean + 3.29 * sd);
-    assert!(lost >= lo && lost <= hi, "lost {lost} of {n}, want within [{lo:.0}, {hi:.0}]");
+    assert!(
+        lost >= lo && lost <= hi,
+        "lost {lost} of {n}, want within [{lo:.0}, {hi:.0}]"
+    );
     // The engine saw the same: what the two DC links dropped on the way is what was lost.
     let stats = net.impairment_stats().unwrap();
     if !stats.is_empty() {
-        let dropped: u64 = stats.iter().filter(|d| (d.link == "s2-s1" && d.forward) || (d.link == "s3-s1" && !d.forward)).map(|d| d.dropped).sum();
+        let dropped: u64 = stats
+            .iter()
+            .filter(|d| (d.link == "s2-s1" && d.forward) || (d.link == "s3-s1" && !d.forward))
+            .map(|d| d.dropped)
+            .sum();
         assert_eq!(dropped as f64, lost, "{stats:?}");
     }
     // Inside one DC nothing is lost.
@@ -129,11 +168,17 @@ fn tcp_works_over_impaired_links() {
     let net = Network::up(&topo("wan", 3, None), &impaired("ttc", 20.0, 0.1, 2.0, 3)).unwrap();
     let t0 = Instant::now();
     tcp_between(&net, "h1", "mc3").unwrap();
-    assert!(t0.elapsed() >= Duration::from_millis(40), "a TCP exchange across DCs took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(40),
+        "a TCP exchange across DCs took {:?}",
+        t0.elapsed()
+    );
     // A bulk transfer arrives whole despite delay, jitter and loss.
     let dst = SocketAddrV4::new(net.topology().host("h2").unwrap().ip, 8080);
     let ns = |h: &str| netns::open(net.manifest().netns_of(h).unwrap()).unwrap();
-    let listener = netns::in_netns(ns("h2"), || std::net::TcpListener::bind(dst)).unwrap().unwrap();
+    let listener = netns::in_netns(ns("h2"), || std::net::TcpListener::bind(dst))
+        .unwrap()
+        .unwrap();
     let data: Vec<u8> = (0..512 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
     std::thread::scope(|s| {
         let recv = s.spawn(|| {
@@ -142,7 +187,11 @@ fn tcp_works_over_impaired_links() {
             std::io::Read::read_to_end(&mut c, &mut got).unwrap();
             got
         });
-        let mut c = netns::in_netns(ns("h1"), || std::net::TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))).unwrap().unwrap();
+        let mut c = netns::in_netns(ns("h1"), || {
+            std::net::TcpStream::connect_timeout(&dst.into(), Duration::from_secs(5))
+        })
+        .unwrap()
+        .unwrap();
         std::io::Write::write_all(&mut c, &data).unwrap();
         drop(c);
         assert!(recv.join().unwrap() == data, "data corrupted");
@@ -185,10 +234,14 @@ fn jitter_spreads_delay_around_the_latency() {
     let rtts = ping(&net, "h1", "h2", 80);
     let m = median(&rtts);
     let mean = rtts.iter().sum::<f64>() / rtts.len() as f64;
-    let sd = (rtts.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rtts.len() - 1) as f64).sqrt();
+    let sd =
+        (rtts.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rtts.len() - 1) as f64).sqrt();
     // One way: sd 0.2 x 20 = 4 ms; a round trip adds two independent ways: sd 5.7 ms.
     assert!((m - 40.0).abs() <= 2.0, "median {m}");
-    assert!((3.5..=8.0).contains(&sd), "RTT sd {sd} ms, want about 5.7: {rtts:?}");
+    assert!(
+        (3.5..=8.0).contains(&sd),
+        "RTT sd {sd} ms, want about 5.7: {rtts:?}"
+    );
     drop(net);
     assert_clean("tji");
 }
@@ -196,22 +249,76 @@ fn jitter_spreads_delay_around_the_latency() {
 #[test]
 fn impairment_changes_while_live() {
     let _s = serial();
-    let mut net = Network::up(&topo("wan", 3, None), &NetworkOptions { impairable_all: true, ..impaired("tlv", 20.0, 0.0, 0.0, 0) }).unwrap();
-    let slow = Impairment { latency_ms: 50.0, ..Default::default() };
+    let mut net = Network::up(
+        &topo("wan", 3, None),
+        &NetworkOptions {
+            impairable_all: true,
+            ..impaired("tlv", 20.0, 0.0, 0.0, 0)
+        },
+    )
+    .unwrap();
+    let slow = Impairment {
+        latency_ms: 50.0,
+        ..Default::default()
+    };
     net.set_impairment("s2-s1", Some(slow), Some(slow)).unwrap();
     let m = median(&ping(&net, "h1", "h2", 20));
-    assert!((m - 120.0).abs() <= 1.5, "after 50 ms on s2-s1: median RTT {m}, want 120");
+    assert!(
+        (m - 120.0).abs() <= 1.5,
+        "after 50 ms on s2-s1: median RTT {m}, want 120"
+    );
     // Cut one direction entirely: nothing gets through.
-    net.set_impairment("s2-s1", Some(Impairment { loss_pct: 100.0, ..Default::default() }), None).unwrap();
+    net.set_impairment(
+        "s2-s1",
+        Some(Impairment {
+            loss_pct: 100.0,
+            ..Default::default()
+        }),
+        None,
+    )
+    .unwrap();
     assert!(ping(&net, "h1", "h2", 10).is_empty());
     // A host link that was not impaired at start can be (built with impairable_all).
-    net.set_impairment("s2-s1", Some(Impairment::default()), Some(Impairment::default())).unwrap();
-    net.set_impairment("mc1", Some(Impairment { latency_ms: 5.0, ..Default::default() }), None).unwrap();
+    net.set_impairment(
+        "s2-s1",
+        Some(Impairment::default()),
+        Some(Impairment::default()),
+    )
+    .unwrap();
+    net.set_impairment(
+        "mc1",
+        Some(Impairment {
+            latency_ms: 5.0,
+            ..Default::default()
+        }),
+        None,
+    )
+    .unwrap();
     let m = median(&ping(&net, "h1", "mc1", 20));
-    assert!((m - 5.0).abs() <= 1.0, "h1 -> mc1 with 5 ms on mc1's link: {m}");
-    let err = net.set_impairment("s9-s1", None, None).unwrap_err().to_string();
-    assert!(err.contains("no link named 's9-s1'") && err.contains("s2-s1"), "{err}");
-    let err = net.set_impairment("h1", Some(Impairment { latency_ms: 1.0, jitter_ms: 2.0, ..Default::default() }), None).unwrap_err().to_string();
+    assert!(
+        (m - 5.0).abs() <= 1.0,
+        "h1 -> mc1 with 5 ms on mc1's link: {m}"
+    );
+    let err = net
+        .set_impairment("s9-s1", None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no link named 's9-s1'") && err.contains("s2-s1"),
+        "{err}"
+    );
+    let err = net
+        .set_impairment(
+            "h1",
+            Some(Impairment {
+                latency_ms: 1.0,
+                jitter_ms: 2.0,
+                ..Default::default()
+            }),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("jitter"), "{err}");
     drop(net);
     assert_clean("tlv");
@@ -232,7 +339,10 @@ fn the_engine_stops_with_the_network_and_leaves_nothing() {
     assert!(control.exists());
     let removed = net.down().unwrap();
     assert_eq!(removed.processes, 1);
-    assert!(!std::path::Path::new(&format!("/proc/{}", engine_pids[0])).exists(), "engine still running");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", engine_pids[0])).exists(),
+        "engine still running"
+    );
     assert!(!control.exists(), "control socket left behind");
     assert!(!sh("ip netns list").contains(&links_ns));
     assert_clean("ten");
@@ -243,33 +353,82 @@ fn a_detached_network_keeps_its_engine_until_down() {
     let _s = serial();
     let p = "tdt";
     let _ = opts(p);
-    let o = reckon(&["--prefix", p, "topo", "up", "wan", "--link-latency", "20", "--link-loss", "0"]);
+    let o = reckon(&[
+        "--prefix",
+        p,
+        "topo",
+        "up",
+        "wan",
+        "--link-latency",
+        "20",
+        "--link-loss",
+        "0",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = reckon(&["--prefix", p, "topo", "exec", "h1", "--", "ping", "-n", "-c", "15", "-i", "0.05", "10.0.1.3"]);
+    let o = reckon(&[
+        "--prefix", p, "topo", "exec", "h1", "--", "ping", "-n", "-c", "15", "-i", "0.05",
+        "10.0.1.3",
+    ]);
     let out = text(&o);
-    let rtts: Vec<f64> = out.lines().filter_map(|l| l.split("time=").nth(1)?.split_whitespace().next()?.parse().ok()).collect();
-    assert!(rtts.len() >= 13 && (median(&rtts) - 40.0).abs() <= 1.0, "{out}");
+    let rtts: Vec<f64> = out
+        .lines()
+        .filter_map(|l| {
+            l.split("time=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        rtts.len() >= 13 && (median(&rtts) - 40.0).abs() <= 1.0,
+        "{out}"
+    );
     let o = reckon(&["--prefix", p, "topo", "impair", "s4-s1", "--latency", "30"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = reckon(&["--prefix", p, "topo", "links"]);
-    assert!(text(&o).contains("s4-s1      forward 30 ms"), "{}", text(&o));
+    assert!(
+        text(&o).contains("s4-s1      forward 30 ms"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["--prefix", p, "topo", "impair", "nope", "--latency", "1"]);
-    assert!(!o.status.success() && text(&o).contains("no link named 'nope'"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no link named 'nope'"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["--prefix", p, "topo", "down"]);
-    assert!(o.status.success() && text(&o).contains("1 process"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("1 process"),
+        "{}",
+        text(&o)
+    );
     assert_clean(p);
 }
 
 /// Numbered probes, sent back to back, arrive in order unless the link may reorder.
 fn out_of_order(net: &mut Network, reorder: bool) -> usize {
-    let jittery = Impairment { latency_ms: 10.0, jitter_ms: 5.0, loss_pct: 0.0, reorder };
-    net.set_impairment("s2-s1", Some(jittery), Some(jittery)).unwrap();
+    let jittery = Impairment {
+        latency_ms: 10.0,
+        jitter_ms: 5.0,
+        loss_pct: 0.0,
+        reorder,
+    };
+    net.set_impairment("s2-s1", Some(jittery), Some(jittery))
+        .unwrap();
     let t = net.topology();
     let dst = SocketAddrV4::new(t.host("h2").unwrap().ip, 9998);
     let ns = |h: &str| netns::open(net.manifest().netns_of(h).unwrap()).unwrap();
-    let rx = netns::in_netns(ns("h2"), || UdpSocket::bind(dst)).unwrap().unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    let tx = netns::in_netns(ns("h1"), || UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    let rx = netns::in_netns(ns("h2"), || UdpSocket::bind(dst))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let tx = netns::in_netns(ns("h1"), || UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
     for i in 0..300u32 {
         tx.send_to(&i.to_be_bytes(), dst).unwrap();
         std::thread::sleep(Duration::from_micros(100));
@@ -313,7 +472,10 @@ fn fixed_latency_in_a_topology_file_holds() {
     // No --link-* flags: the file's own figure applies.
     let net = Network::up(&t, &opts("tfx")).unwrap();
     let m = median(&ping(&net, "n1", "n2", 20));
-    assert!((m - 15.0).abs() <= 1.0, "n1 -> n2 median RTT {m}, want 15 ± 1");
+    assert!(
+        (m - 15.0).abs() <= 1.0,
+        "n1 -> n2 median RTT {m}, want 15 ± 1"
+    );
     drop(net);
     assert_clean("tfx");
 }
@@ -325,19 +487,40 @@ fn bad_impairment_flags_are_refused_before_building() {
         (vec!["--link-latency", "-5"], "--link-latency -5"),
         (vec!["--link-loss", "150"], "--link-loss 150"),
         (vec!["--link-loss", "-1"], "--link-loss -1"),
-        (vec!["--link-latency", "10", "--link-jitter", "2"], "may not exceed 1"),
+        (
+            vec!["--link-latency", "10", "--link-jitter", "2"],
+            "may not exceed 1",
+        ),
         (vec!["--link-jitter", "0.5"], "needs a --link-latency"),
     ] {
         let mut a = vec!["--prefix", p, "topo", "up", "wan"];
         a.extend(args.iter().copied());
         let o = reckon(&a);
         assert!(!o.status.success(), "{a:?} succeeded");
-        assert!(text(&o).contains(expect), "{a:?}: want '{expect}' in {}", text(&o));
+        assert!(
+            text(&o).contains(expect),
+            "{a:?}: want '{expect}' in {}",
+            text(&o)
+        );
         assert_clean(p);
     }
     if !reckon::net::impair::netem_available() {
-        let o = reckon(&["--prefix", p, "topo", "up", "wan", "--link-latency", "10", "--impair-backend", "netem"]);
-        assert!(!o.status.success() && text(&o).contains("has no sch_netem"), "{}", text(&o));
+        let o = reckon(&[
+            "--prefix",
+            p,
+            "topo",
+            "up",
+            "wan",
+            "--link-latency",
+            "10",
+            "--impair-backend",
+            "netem",
+        ]);
+        assert!(
+            !o.status.success() && text(&o).contains("has no sch_netem"),
+            "{}",
+            text(&o)
+        );
         assert_clean(p);
     }
 }

@@ -14,23 +14,46 @@ use reckon::net::{self, netns, Network};
 use reckon::topology::{self, Size};
 
 fn up_check_down(name: &str, nodes: usize, prefix: &str) {
-    let t = topo(name, nodes, if name == "simple" { Some(nodes) } else { None });
+    let t = topo(
+        name,
+        nodes,
+        if name == "simple" { Some(nodes) } else { None },
+    );
     let net = Network::up(&t, &opts(prefix)).unwrap();
     let n = t.hosts.len();
     assert_eq!(net.timings.pairs_checked, n * (n - 1) / 2);
     // Our own look from outside: namespaces, bridges and a TCP exchange across the network.
     let namespaces = sh("ip netns list");
     for h in &t.hosts {
-        assert!(namespaces.contains(&format!("{prefix}-{}", h.name)), "namespace of {} missing", h.name);
+        assert!(
+            namespaces.contains(&format!("{prefix}-{}", h.name)),
+            "namespace of {} missing",
+            h.name
+        );
     }
-    assert_eq!(sh("ovs-vsctl list-br").lines().filter(|l| l.starts_with(&format!("{prefix}-"))).count(), t.switches.len());
+    assert_eq!(
+        sh("ovs-vsctl list-br")
+            .lines()
+            .filter(|l| l.starts_with(&format!("{prefix}-")))
+            .count(),
+        t.switches.len()
+    );
     let first_node = t.nodes().next().unwrap().name.clone();
     let last_client = t.clients().last().unwrap().name.clone();
     let last_node = t.nodes().last().unwrap().name.clone();
     tcp_between(&net, &first_node, &last_client).unwrap();
     tcp_between(&net, &last_client, &last_node).unwrap();
-    let ping = net.command(&first_node, "ping").unwrap().args(["-c1", "-W2", &t.host(&last_node).unwrap().ip.to_string()]).output().unwrap();
-    assert!(ping.status.success(), "ping {first_node} -> {last_node}: {}", text(&ping));
+    let ping = net
+        .command(&first_node, "ping")
+        .unwrap()
+        .args(["-c1", "-W2", &t.host(&last_node).unwrap().ip.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping {first_node} -> {last_node}: {}",
+        text(&ping)
+    );
     let removed = net.down().unwrap();
     assert_eq!(removed.namespaces, n);
     assert_eq!(removed.bridges, t.switches.len());
@@ -67,10 +90,18 @@ fn check_catches_tcp_broken_by_checksum_offload() {
     }
     let t = topo("wan", 3, None);
     let net = Network::up(&t, &opts("tck")).unwrap();
-    let on = net.command("h2", "ethtool").unwrap().args(["-K", "eth0", "tx", "on"]).output().unwrap();
+    let on = net
+        .command("h2", "ethtool")
+        .unwrap()
+        .args(["-K", "eth0", "tx", "on"])
+        .output()
+        .unwrap();
     assert!(on.status.success(), "{}", text(&on));
     let err = net.check().unwrap_err().to_string();
-    assert!(err.contains("h2 (10.0.1.2)") && err.contains("TCP"), "{err}");
+    assert!(
+        err.contains("h2 (10.0.1.2)") && err.contains("TCP"),
+        "{err}"
+    );
     assert!(!err.contains("ICMP"), "ping should still work: {err}");
     // The others are unaffected.
     tcp_between(&net, "h1", "mc3").unwrap();
@@ -121,10 +152,18 @@ fn a_prefix_in_use_is_refused_and_the_owner_is_untouched() {
     let net = Network::up(&t, &opts("tiu")).unwrap();
     let o = reckon(&["--prefix", "tiu", "topo", "up", "simple"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("prefix 'tiu' is in use by a running reckon process"), "{}", text(&o));
+    assert!(
+        text(&o).contains("prefix 'tiu' is in use by a running reckon process"),
+        "{}",
+        text(&o)
+    );
     // `topo down` and `clean` leave a live run alone.
     let o = reckon(&["--prefix", "tiu", "topo", "down"]);
-    assert!(!o.status.success() && text(&o).contains("belongs to a running reckon process"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("belongs to a running reckon process"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["clean", "--only", "tiu"]);
     assert!(text(&o).contains("skipped"), "{}", text(&o));
     net.check().unwrap();
@@ -132,9 +171,23 @@ fn a_prefix_in_use_is_refused_and_the_owner_is_untouched() {
     assert_clean("tiu");
 }
 
-fn spawn_hold(prefix: &str) -> (std::process::Child, impl Iterator<Item = std::io::Result<String>>) {
+fn spawn_hold(
+    prefix: &str,
+) -> (
+    std::process::Child,
+    impl Iterator<Item = std::io::Result<String>>,
+) {
     let mut child = Command::new(BIN)
-        .args(["--prefix", prefix, "topo", "up", "wan", "--number-nodes", "3", "--hold"])
+        .args([
+            "--prefix",
+            prefix,
+            "topo",
+            "up",
+            "wan",
+            "--number-nodes",
+            "3",
+            "--hold",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -158,10 +211,17 @@ fn sigkill_leaves_resources_that_clean_removes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let left = leftovers("tsk");
-    assert!(left.iter().any(|l| l.starts_with("netns")) && left.iter().any(|l| l.starts_with("bridge")), "{left:?}");
+    assert!(
+        left.iter().any(|l| l.starts_with("netns")) && left.iter().any(|l| l.starts_with("bridge")),
+        "{left:?}"
+    );
     let o = reckon(&["clean", "--only", "tsk"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("tsk: removed leftovers of a crashed run: 6 namespaces"), "{}", text(&o));
+    assert!(
+        text(&o).contains("tsk: removed leftovers of a crashed run: 6 namespaces"),
+        "{}",
+        text(&o)
+    );
     assert_clean("tsk");
     // And the prefix is usable again.
     let net = Network::up(&topo("wan", 3, None), &opts("tsk")).unwrap();
@@ -172,22 +232,38 @@ fn sigkill_leaves_resources_that_clean_removes() {
 #[test]
 fn sigterm_tears_down() {
     let (mut child, out) = spawn_hold("tst");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let rest: Vec<String> = out.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(rest.iter().any(|l| l.contains("torn down: removed 6 namespaces, 9 veth pairs, 4 bridges")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("torn down: removed 6 namespaces, 9 veth pairs, 4 bridges")),
+        "{rest:?}"
+    );
     assert_clean("tst");
 }
 
 #[test]
 fn teardown_stops_processes_inside_hosts() {
     let net = Network::up(&topo("simple", 3, None), &opts("tpr")).unwrap();
-    let mut child = net.command("h1", "sleep").unwrap().arg("600").spawn().unwrap();
+    let mut child = net
+        .command("h1", "sleep")
+        .unwrap()
+        .arg("600")
+        .spawn()
+        .unwrap();
     // A process in the host really is in its namespace.
     let ns = net.manifest().netns_of("h1").unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !netns::pids(&ns).iter().any(|p| p.as_raw() == child.id() as i32) {
+    while !netns::pids(&ns)
+        .iter()
+        .any(|p| p.as_raw() == child.id() as i32)
+    {
         assert!(Instant::now() < deadline, "sleep never showed up in {ns}");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -200,53 +276,160 @@ fn teardown_stops_processes_inside_hosts() {
 
 #[test]
 fn cli_up_exec_list_down() {
-    let o = reckon(&["--prefix", "tcl", "topo", "up", "wan", "--number-nodes", "3"]);
+    let o = reckon(&[
+        "--prefix",
+        "tcl",
+        "topo",
+        "up",
+        "wan",
+        "--number-nodes",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("h1       node    1    10.0.1.1/16"), "{out}");
-    assert!(out.contains("15 host pairs reach each other over ICMP and TCP"), "{out}");
-    let o = reckon(&["--prefix", "tcl", "topo", "exec", "mc2", "--", "ip", "-o", "-4", "addr", "show", "eth0"]);
-    assert!(o.status.success() && text(&o).contains("10.0.2.2/16"), "{}", text(&o));
-    let o = reckon(&["--prefix", "tcl", "topo", "exec", "h1", "--", "ping", "-c1", "-W2", "10.0.2.3"]);
+    assert!(
+        out.contains("15 host pairs reach each other over ICMP and TCP"),
+        "{out}"
+    );
+    let o = reckon(&[
+        "--prefix", "tcl", "topo", "exec", "mc2", "--", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("10.0.2.2/16"),
+        "{}",
+        text(&o)
+    );
+    let o = reckon(&[
+        "--prefix", "tcl", "topo", "exec", "h1", "--", "ping", "-c1", "-W2", "10.0.2.3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = reckon(&["--prefix", "tcl", "topo", "exec", "h9", "--", "true"]);
-    assert!(!o.status.success() && text(&o).contains("no host named 'h9'"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no host named 'h9'"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["topo", "list"]);
-    assert!(text(&o).contains("tcl: wan with 6 hosts, left up"), "{}", text(&o));
+    assert!(
+        text(&o).contains("tcl: wan with 6 hosts, left up"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["--prefix", "tcl", "topo", "up", "simple"]);
-    assert!(!o.status.success() && text(&o).contains("topo down"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("topo down"),
+        "{}",
+        text(&o)
+    );
     let o = reckon(&["--prefix", "tcl", "topo", "down"]);
-    assert!(o.status.success() && text(&o).contains("removed 6 namespaces"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("removed 6 namespaces"),
+        "{}",
+        text(&o)
+    );
     assert_clean("tcl");
     let o = reckon(&["--prefix", "tcl", "topo", "down"]);
-    assert!(!o.status.success() && text(&o).contains("no reckon network with prefix 'tcl'"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no reckon network with prefix 'tcl'"),
+        "{}",
+        text(&o)
+    );
 }
 
 fn assert_refused(args: &[&str], envs: &[(&str, &str)], expect: &str, prefix: &str) {
-    let o = Command::new(BIN).args(args).envs(envs.iter().copied()).output().unwrap();
+    let o = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
     assert!(!o.status.success(), "{args:?} succeeded");
-    assert!(text(&o).contains(expect), "{args:?}: expected '{expect}' in: {}", text(&o));
+    assert!(
+        text(&o).contains(expect),
+        "{args:?}: expected '{expect}' in: {}",
+        text(&o)
+    );
     assert_clean(prefix);
 }
 
 #[test]
 fn bad_input_is_refused_and_creates_nothing() {
     let p = "tbi";
-    assert_refused(&["--prefix", p, "topo", "up", "wan", "--number-nodes", "0"], &[], "--number-nodes 0: must be between 1 and 100", p);
-    assert_refused(&["--prefix", p, "topo", "up", "wan", "--number-nodes", "5000"], &[], "--number-nodes 5000", p);
-    assert_refused(&["--prefix", p, "topo", "up", "simple", "--number-clients", "0"], &[], "--number-clients 0", p);
-    assert_refused(&["--prefix", p, "topo", "up", "ring"], &[], "unknown topology 'ring'; known topologies: simple, wan", p);
-    assert_refused(&["--prefix", "Bad!", "topo", "up", "wan"], &[], "prefix 'Bad!'", p);
+    assert_refused(
+        &["--prefix", p, "topo", "up", "wan", "--number-nodes", "0"],
+        &[],
+        "--number-nodes 0: must be between 1 and 100",
+        p,
+    );
+    assert_refused(
+        &["--prefix", p, "topo", "up", "wan", "--number-nodes", "5000"],
+        &[],
+        "--number-nodes 5000",
+        p,
+    );
+    assert_refused(
+        &[
+            "--prefix",
+            p,
+            "topo",
+            "up",
+            "simple",
+            "--number-clients",
+            "0",
+        ],
+        &[],
+        "--number-clients 0",
+        p,
+    );
+    assert_refused(
+        &["--prefix", p, "topo", "up", "ring"],
+        &[],
+        "unknown topology 'ring'; known topologies: simple, wan",
+        p,
+    );
+    assert_refused(
+        &["--prefix", "Bad!", "topo", "up", "wan"],
+        &[],
+        "prefix 'Bad!'",
+        p,
+    );
     let dir = std::env::temp_dir().join(format!("reckon-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("broken.toml");
     std::fs::write(&f, "[[switches]]\nname = \"s1\"\n\n[[hosts]]\nname = \"h1\"\nrole = \"nod\"\nswitch = \"s1\"\n").unwrap();
-    assert_refused(&["--prefix", p, "topo", "up", "--topology-file", f.to_str().unwrap()], &[], &format!("{}:", f.display()), p);
-    assert_refused(&["--prefix", p, "topo", "up", "--topology-file", "/nonexistent/t.toml"], &[], "cannot read topology file /nonexistent/t.toml", p);
+    assert_refused(
+        &[
+            "--prefix",
+            p,
+            "topo",
+            "up",
+            "--topology-file",
+            f.to_str().unwrap(),
+        ],
+        &[],
+        &format!("{}:", f.display()),
+        p,
+    );
+    assert_refused(
+        &[
+            "--prefix",
+            p,
+            "topo",
+            "up",
+            "--topology-file",
+            "/nonexistent/t.toml",
+        ],
+        &[],
+        "cannot read topology file /nonexistent/t.toml",
+        p,
+    );
     // Open vSwitch unreachable and cannot be started.
     assert_refused(
         &["--prefix", p, "topo", "up", "wan"],
-        &[("RECKON_OVSDB_SOCK", "/nonexistent/db.sock"), ("RECKON_OVS_CTL", "/bin/false")],
+        &[
+            ("RECKON_OVSDB_SOCK", "/nonexistent/db.sock"),
+            ("RECKON_OVS_CTL", "/bin/false"),
+        ],
         "cannot reach Open vSwitch at /nonexistent/db.sock",
         p,
     );
@@ -315,7 +498,10 @@ fn long_switch_names_get_short_link_names() {
 
 #[test]
 fn an_overlong_prefix_is_refused_before_building() {
-    let err = Network::up(&topo("wan", 3, None), &opts("abcdefg")).err().unwrap().to_string();
+    let err = Network::up(&topo("wan", 3, None), &opts("abcdefg"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("prefix 'abcdefg'"), "{err}");
     assert!(net::validate_prefix("abcdef").is_ok());
     assert_clean("abcdefg");

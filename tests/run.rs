@@ -21,7 +21,11 @@ fn results(name: &str) -> PathBuf {
 }
 
 /// Run `reckon run` and return its results folder's summary and fault rows.
-fn run(prefix: &str, args: &[&str], dir: &Path) -> (Summary, Vec<reckon::record::FaultRecord>, String) {
+fn run(
+    prefix: &str,
+    args: &[&str],
+    dir: &Path,
+) -> (Summary, Vec<reckon::record::FaultRecord>, String) {
     let _ = opts(prefix);
     let mut a = vec!["--prefix", prefix, "run"];
     a.extend_from_slice(args);
@@ -29,8 +33,13 @@ fn run(prefix: &str, args: &[&str], dir: &Path) -> (Summary, Vec<reckon::record:
     let o = reckon(&a);
     let out = text(&o);
     assert!(o.status.success(), "{a:?}: {out}");
-    let s: Summary = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-    let faults = csv::Reader::from_path(dir.join("faults.csv")).unwrap().deserialize().collect::<Result<Vec<_>, _>>().unwrap();
+    let s: Summary =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let faults = csv::Reader::from_path(dir.join("faults.csv"))
+        .unwrap()
+        .deserialize()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     assert_clean(prefix);
     (s, faults, out)
 }
@@ -39,13 +48,36 @@ fn run(prefix: &str, args: &[&str], dir: &Path) -> (Summary, Vec<reckon::record:
 fn no_fault_no_errors_and_every_result_file() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = results("none");
-    let (s, faults, out) = run("yrn", &["etcd", "wan", "uniform", "none", "--duration", "4", "--rate", "50", "--write-ratio", "0.5"], &dir);
+    let (s, faults, out) = run(
+        "yrn",
+        &[
+            "etcd",
+            "wan",
+            "uniform",
+            "none",
+            "--duration",
+            "4",
+            "--rate",
+            "50",
+            "--write-ratio",
+            "0.5",
+        ],
+        &dir,
+    );
     assert_eq!(s.ops, 200, "{out}");
     assert_eq!(s.errors, 0, "{:?}", s.errors_by_kind);
     assert!(faults.is_empty());
     // Latency is measured from the intended start and crosses the 20 ms WAN (local target).
     assert!(s.latency_ms.p50 > 1.0, "{:?}", s.latency_ms);
-    for f in ["config.json", "ops.csv", "faults.csv", "summary.json", "timeseries.csv", "latency-all.hgrm", "logs/h1.log"] {
+    for f in [
+        "config.json",
+        "ops.csv",
+        "faults.csv",
+        "summary.json",
+        "timeseries.csv",
+        "latency-all.hgrm",
+        "logs/h1.log",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // Plots, PNG and SVG, with their titles.
@@ -53,30 +85,55 @@ fn no_fault_no_errors_and_every_result_file() {
         let png = std::fs::read(dir.join(format!("{p}.png"))).unwrap();
         assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "{p}.png");
         let svg = std::fs::read_to_string(dir.join(format!("{p}.svg"))).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("etcd / wan / uniform / none"), "{p}.svg");
+        assert!(
+            svg.contains("<svg") && svg.contains("etcd / wan / uniform / none"),
+            "{p}.svg"
+        );
     }
     // The report: self-contained, every image embedded and decodable as a PNG.
     let o = reckon(&["report", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    let images: Vec<&str> = html.split("src=\"data:image/png;base64,").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    let images: Vec<&str> = html
+        .split("src=\"data:image/png;base64,")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
     assert_eq!(images.len(), 3, "three embedded plots");
     use base64::Engine;
     for img in images {
-        let png = base64::engine::general_purpose::STANDARD.decode(img).expect("valid base64");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(img)
+            .expect("valid base64");
         assert!(png.starts_with(b"\x89PNG"));
     }
-    assert!(html.contains("<h1>etcd / wan / uniform / none</h1>") && html.contains("Phases") && !html.contains("src=\"http"), "no external resources");
+    assert!(
+        html.contains("<h1>etcd / wan / uniform / none</h1>")
+            && html.contains("Phases")
+            && !html.contains("src=\"http"),
+        "no external resources"
+    );
     let empty = results("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let o = reckon(&["report", empty.to_str().unwrap()]);
-    assert!(!o.status.success() && text(&o).contains("no results here (no summary.json or results.csv)"), "{}", text(&o));
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    assert!(cfg["system_version"].as_str().unwrap().contains("3.4"), "{cfg}");
+    assert!(
+        !o.status.success()
+            && text(&o).contains("no results here (no summary.json or results.csv)"),
+        "{}",
+        text(&o)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert!(
+        cfg["system_version"].as_str().unwrap().contains("3.4"),
+        "{cfg}"
+    );
     assert_eq!(cfg["workload"]["rate"], 50.0);
     let ops = read_ops(&dir.join("ops.csv")).unwrap();
     assert_eq!(ops.len(), 200);
-    assert!(ops.iter().all(|o| o.sent >= o.intended - 0.002 && o.done >= o.sent));
+    assert!(ops
+        .iter()
+        .all(|o| o.sent >= o.intended - 0.002 && o.done >= o.sent));
     assert_eq!(ops.iter().filter(|o| o.client == "mc3").count(), 66);
 }
 
@@ -84,18 +141,43 @@ fn no_fault_no_errors_and_every_result_file() {
 fn partial_partition_lands_on_schedule() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = results("pp");
-    let (s, faults, _) = run("yrp", &["etcd-pre-vote", "wan", "uniform", "partial-partition", "--duration", "6", "--rate", "50"], &dir);
+    let (s, faults, _) = run(
+        "yrp",
+        &[
+            "etcd-pre-vote",
+            "wan",
+            "uniform",
+            "partial-partition",
+            "--duration",
+            "6",
+            "--rate",
+            "50",
+        ],
+        &dir,
+    );
     assert_eq!(faults.len(), 2);
-    assert_eq!((faults[0].action.as_str(), faults[1].action.as_str()), ("partition", "heal"));
+    assert_eq!(
+        (faults[0].action.as_str(), faults[1].action.as_str()),
+        ("partition", "heal")
+    );
     for f in &faults {
         assert!(f.error.is_empty(), "{f:?}");
-        assert!((f.applied - f.scheduled).abs() <= 0.005, "event {f:?} applied more than 5 ms off schedule");
+        assert!(
+            (f.applied - f.scheduled).abs() <= 0.005,
+            "event {f:?} applied more than 5 ms off schedule"
+        );
     }
     // The leader and exactly one follower.
     let sides: Vec<&str> = faults[0].targets.split(" | ").collect();
     assert_eq!(sides.len(), 2);
-    assert!(sides.iter().all(|s| s.starts_with('h') && !s.contains(' ')), "{sides:?}");
-    assert_eq!(s.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
+    assert!(
+        sides.iter().all(|s| s.starts_with('h') && !s.contains(' ')),
+        "{sides:?}"
+    );
+    assert_eq!(
+        s.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["before", "during", "after"]
+    );
     assert!(s.phases[2].ok > 0);
 }
 
@@ -103,15 +185,38 @@ fn partial_partition_lands_on_schedule() {
 fn killing_the_leader_shows_and_recovers() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = results("leader");
-    let (s, faults, out) = run("yrl", &["etcd", "wan", "uniform", "leader", "--duration", "9", "--rate", "50", "--failure-timeout", "0.5"], &dir);
+    let (s, faults, out) = run(
+        "yrl",
+        &[
+            "etcd",
+            "wan",
+            "uniform",
+            "leader",
+            "--duration",
+            "9",
+            "--rate",
+            "50",
+            "--failure-timeout",
+            "0.5",
+        ],
+        &dir,
+    );
     assert_eq!(faults.len(), 2, "{out}");
     assert_eq!(faults[0].action, "kill");
     assert_eq!(faults[1].action, "restart");
-    assert_eq!(faults[0].targets, faults[1].targets, "the killed node is the one restarted");
+    assert_eq!(
+        faults[0].targets, faults[1].targets,
+        "the killed node is the one restarted"
+    );
     let (before, during) = (&s.phases[0], &s.phases[1]);
     // The kill shows: errors, or operations that waited for a new leader.
-    assert!(s.errors > 0 || during.latency_ms.max > 2.0 * before.latency_ms.p99, "{s:?}");
-    let r = s.recovery[0].seconds_to_first_success.expect("no success after the kill");
+    assert!(
+        s.errors > 0 || during.latency_ms.max > 2.0 * before.latency_ms.p99,
+        "{s:?}"
+    );
+    let r = s.recovery[0]
+        .seconds_to_first_success
+        .expect("no success after the kill");
     assert!(r < 5.0, "recovery took {r} s");
     assert!(s.phases[2].ok > 0, "nothing succeeded after the restart");
 }
@@ -120,14 +225,45 @@ fn killing_the_leader_shows_and_recovers() {
 fn intermittent_faults_stop_at_two_thirds() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = results("int");
-    let (_, faults, _) = run("yri", &["etcd", "wan", "uniform", "intermittent-full", "--duration", "6", "--rate", "20", "--mtbf", "0.5"], &dir);
+    let (_, faults, _) = run(
+        "yri",
+        &[
+            "etcd",
+            "wan",
+            "uniform",
+            "intermittent-full",
+            "--duration",
+            "6",
+            "--rate",
+            "20",
+            "--mtbf",
+            "0.5",
+        ],
+        &dir,
+    );
     assert!(faults.len() >= 4, "{faults:?}");
     let last = faults.last().unwrap();
     assert_eq!(last.action, "heal");
-    assert!(faults.iter().all(|f| f.scheduled >= 2.0 - 1e-9 && f.scheduled <= 4.0 + 1e-9), "{faults:?}");
+    assert!(
+        faults
+            .iter()
+            .all(|f| f.scheduled >= 2.0 - 1e-9 && f.scheduled <= 4.0 + 1e-9),
+        "{faults:?}"
+    );
     assert!(last.applied <= 4.005, "{last:?}");
     // One follower against everyone else: five hosts on the far side.
-    assert_eq!(faults[0].targets.split(" | ").nth(1).unwrap().split(' ').count(), 5, "{:?}", faults[0]);
+    assert_eq!(
+        faults[0]
+            .targets
+            .split(" | ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .count(),
+        5,
+        "{:?}",
+        faults[0]
+    );
 }
 
 #[test]
@@ -137,14 +273,34 @@ fn a_killed_run_leaves_a_readable_ops_csv() {
     let p = "yrk";
     let _ = opts(p);
     let mut child = Command::new(BIN)
-        .args(["--prefix", p, "run", "etcd", "simple", "uniform", "none", "--duration", "30", "--rate", "100", "--link-latency", "0", "--result-location", dir.to_str().unwrap()])
+        .args([
+            "--prefix",
+            p,
+            "run",
+            "etcd",
+            "simple",
+            "uniform",
+            "none",
+            "--duration",
+            "30",
+            "--rate",
+            "100",
+            "--link-latency",
+            "0",
+            "--result-location",
+            dir.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let ops = dir.join("ops.csv");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&ops).map(|s| s.lines().count()).unwrap_or(0) < 100 {
+    while std::fs::read_to_string(&ops)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 100
+    {
         assert!(Instant::now() < deadline, "no operations recorded");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -156,7 +312,12 @@ fn a_killed_run_leaves_a_readable_ops_csv() {
     let o = reckon(&["clean", "--only", p]);
     assert!(o.status.success(), "{}", text(&o));
     assert_clean(p);
-    assert!(!sh("ps -eo args").lines().any(|l| l.starts_with("/usr/bin/etcd") && l.contains(&format!("reckon-{p}"))), "etcd of the killed run survived");
+    assert!(
+        !sh("ps -eo args")
+            .lines()
+            .any(|l| l.starts_with("/usr/bin/etcd") && l.contains(&format!("reckon-{p}"))),
+        "etcd of the killed run survived"
+    );
 }
 
 #[test]
@@ -165,15 +326,49 @@ fn bad_run_input_builds_nothing() {
     let dir = results("bad");
     let d = dir.to_str().unwrap();
     for (args, expect) in [
-        (vec!["etcd9", "wan", "uniform", "none"], "known systems: etcd, etcd-pre-vote"),
-        (vec!["etcd", "mesh", "uniform", "none"], "known topologies: simple, wan"),
-        (vec!["etcd", "wan", "zipf", "none"], "known workloads: uniform"),
-        (vec!["etcd", "wan", "uniform", "meteor"], "known faults: none, leader"),
-        (vec!["etcd", "wan", "uniform", "none", "--rate", "0"], "--rate 0"),
-        (vec!["etcd", "wan", "uniform", "none", "--write-ratio", "1.5"], "--write-ratio 1.5"),
-        (vec!["etcd", "wan", "uniform", "kill-n", "--kill-n", "2"], "--allow-no-quorum"),
-        (vec!["etcd", "wan", "uniform", "none", "--link-loss", "120"], "--link-loss 120"),
-        (vec!["etcd", "wan", "uniform", "none", "--result-location", "/proc/reckon-results"], "result location /proc/reckon-results"),
+        (
+            vec!["etcd9", "wan", "uniform", "none"],
+            "known systems: etcd, etcd-pre-vote",
+        ),
+        (
+            vec!["etcd", "mesh", "uniform", "none"],
+            "known topologies: simple, wan",
+        ),
+        (
+            vec!["etcd", "wan", "zipf", "none"],
+            "known workloads: uniform",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "meteor"],
+            "known faults: none, leader",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "none", "--rate", "0"],
+            "--rate 0",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "none", "--write-ratio", "1.5"],
+            "--write-ratio 1.5",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "kill-n", "--kill-n", "2"],
+            "--allow-no-quorum",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "none", "--link-loss", "120"],
+            "--link-loss 120",
+        ),
+        (
+            vec![
+                "etcd",
+                "wan",
+                "uniform",
+                "none",
+                "--result-location",
+                "/proc/reckon-results",
+            ],
+            "result location /proc/reckon-results",
+        ),
     ] {
         let mut a = vec!["--prefix", p, "run"];
         a.extend(args.iter().copied());
@@ -182,7 +377,11 @@ fn bad_run_input_builds_nothing() {
         }
         let o = reckon(&a);
         assert!(!o.status.success(), "{a:?} succeeded");
-        assert!(text(&o).contains(expect), "{a:?}: want '{expect}' in {}", text(&o));
+        assert!(
+            text(&o).contains(expect),
+            "{a:?}: want '{expect}' in {}",
+            text(&o)
+        );
         assert_clean(p);
         assert!(!dir.join("ops.csv").exists());
     }
@@ -195,7 +394,18 @@ fn the_debug_shell_runs_commands_and_tears_down() {
     let _ = opts(p);
     let dir = results("debug");
     let mut child = Command::new(BIN)
-        .args(["--prefix", p, "run", "-d", "etcd", "simple", "uniform", "none", "--result-location", dir.to_str().unwrap()])
+        .args([
+            "--prefix",
+            p,
+            "run",
+            "-d",
+            "etcd",
+            "simple",
+            "uniform",
+            "none",
+            "--result-location",
+            dir.to_str().unwrap(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -207,8 +417,20 @@ fn the_debug_shell_runs_commands_and_tears_down() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{out}");
     let pings: Vec<&str> = out.lines().filter(|l| l.starts_with("[exit")).collect();
-    assert_eq!(pings, ["[exit 0]", "[exit 1]", "[exit 0]"], "ping before, during and after the cut: {out}");
-    for want in ["etcd is up on simple", "cut mc1 | h3", "healed 2 directed pairs", "kill: h1", "restart: h1", "unknown command 'nonsense'", "torn down"] {
+    assert_eq!(
+        pings,
+        ["[exit 0]", "[exit 1]", "[exit 0]"],
+        "ping before, during and after the cut: {out}"
+    );
+    for want in [
+        "etcd is up on simple",
+        "cut mc1 | h3",
+        "healed 2 directed pairs",
+        "kill: h1",
+        "restart: h1",
+        "unknown command 'nonsense'",
+        "torn down",
+    ] {
         assert!(out.contains(want), "want '{want}' in {out}");
     }
     assert_clean(p);
@@ -219,16 +441,55 @@ fn an_external_client_drives_a_run_and_a_dying_one_is_reported() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let client = env!("CARGO_BIN_EXE_reckon-stdio-client");
     let dir = results("ext");
-    let (s, _, _) = run("yre", &["etcd", "simple", "uniform", "none", "--duration", "2", "--rate", "10", "--number-clients", "2", "--link-latency", "0", "--client-cmd", client], &dir);
+    let (s, _, _) = run(
+        "yre",
+        &[
+            "etcd",
+            "simple",
+            "uniform",
+            "none",
+            "--duration",
+            "2",
+            "--rate",
+            "10",
+            "--number-clients",
+            "2",
+            "--link-latency",
+            "0",
+            "--client-cmd",
+            client,
+        ],
+        &dir,
+    );
     assert_eq!((s.ops, s.errors), (20, 0));
     let ops = read_ops(&dir.join("ops.csv")).unwrap();
     assert_eq!(ops.iter().filter(|o| o.client == "mc2").count(), 10);
     assert!(ops.iter().all(|o| o.target.starts_with("http://10.0.1.")));
     let dir = results("ext-dies");
     let cmd = format!("{client} --die-after=3");
-    let (s, _, out) = run("yre", &["etcd", "simple", "uniform", "none", "--duration", "2", "--rate", "10", "--link-latency", "0", "--client-cmd", &cmd], &dir);
+    let (s, _, out) = run(
+        "yre",
+        &[
+            "etcd",
+            "simple",
+            "uniform",
+            "none",
+            "--duration",
+            "2",
+            "--rate",
+            "10",
+            "--link-latency",
+            "0",
+            "--client-cmd",
+            &cmd,
+        ],
+        &dir,
+    );
     assert_eq!(s.ops, 3, "the results sent before the client died are kept");
-    assert!(out.contains("client error: client 1 on mc1") && out.contains("exit status: 3"), "{out}");
+    assert!(
+        out.contains("client error: client 1 on mc1") && out.contains("exit status: 3"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -239,12 +500,39 @@ fn a_fault_file_can_degrade_a_link_mid_run() {
     let f = std::env::temp_dir().join(format!("reckon-test-slow-{}.toml", std::process::id()));
     // mc1's own link gets 100 ms each way for the middle third, then back to nothing.
     std::fs::write(&f, "description = \"slow client link\"\n[[events]]\nat = \"1/3\"\naction = \"impair\"\nlink = \"mc1\"\nlatency = 100\n[[events]]\nat = \"2/3\"\naction = \"impair\"\nlink = \"mc1\"\n").unwrap();
-    let (s, faults, out) = run("yrf", &["etcd", "simple", "uniform", "custom", "--fault-file", f.to_str().unwrap(), "--duration", "6", "--rate", "20", "--link-latency", "0", "--op-timeout", "2"], &dir);
+    let (s, faults, out) = run(
+        "yrf",
+        &[
+            "etcd",
+            "simple",
+            "uniform",
+            "custom",
+            "--fault-file",
+            f.to_str().unwrap(),
+            "--duration",
+            "6",
+            "--rate",
+            "20",
+            "--link-latency",
+            "0",
+            "--op-timeout",
+            "2",
+        ],
+        &dir,
+    );
     assert_eq!(faults.len(), 2, "{out}");
-    assert!(faults.iter().all(|f| f.error.is_empty() && f.targets == "mc1"), "{faults:?}");
+    assert!(
+        faults
+            .iter()
+            .all(|f| f.error.is_empty() && f.targets == "mc1"),
+        "{faults:?}"
+    );
     let (before, during, after) = (&s.phases[0], &s.phases[1], &s.phases[2]);
     // A request and its answer each cross the slow link once: +200 ms.
-    assert!(during.latency_ms.p50 > before.latency_ms.p50 + 150.0, "{s:?}");
+    assert!(
+        during.latency_ms.p50 > before.latency_ms.p50 + 150.0,
+        "{s:?}"
+    );
     assert!(after.latency_ms.p50 < before.latency_ms.p50 + 50.0, "{s:?}");
     assert_eq!(s.errors, 0);
 }

@@ -16,7 +16,10 @@ use reckon::client::stdio::{read_frame, write_frame, Message, OpKind, Operation,
 use serde_json::{json, Value};
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -26,21 +29,32 @@ fn arg(name: &str) -> Option<String> {
 /// POST a JSON body to `path` at `target` (`http://host:port`); the JSON answer.
 fn post(target: &str, path: &str, body: &Value) -> Result<Value, String> {
     let hostport = target.trim_start_matches("http://").trim_end_matches('/');
-    let addr: SocketAddr = hostport.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connect {hostport}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let addr: SocketAddr = hostport
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        .map_err(|e| format!("connect {hostport}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
     let body = body.to_string();
     let req = format!("POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    s.write_all(req.as_bytes()).map_err(|e| format!("send to {hostport}: {e}"))?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send to {hostport}: {e}"))?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("answer from {hostport}: {e}"))?;
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("answer from {hostport}: {e}"))?;
     let text = String::from_utf8_lossy(&resp);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("{hostport}: {}", head.lines().next().unwrap_or("")));
     }
     // Chunked or not, the JSON object is the body's outermost braces.
-    let (a, b) = (body.find('{').ok_or("no JSON in answer")?, body.rfind('}').ok_or("no JSON in answer")?);
+    let (a, b) = (
+        body.find('{').ok_or("no JSON in answer")?,
+        body.rfind('}').ok_or("no JSON in answer")?,
+    );
     serde_json::from_str(&body[a..=b]).map_err(|e| e.to_string())
 }
 
@@ -58,7 +72,9 @@ impl Client {
     /// Do one operation; its outcome ("Success" or the error) and the target that served it.
     fn perform(&mut self, p: &Payload) -> (String, Option<String>) {
         let (path, body) = match p {
-            Payload::Write { key, value } => ("/v3/kv/put", json!({"key": b64(key), "value": b64(value)})),
+            Payload::Write { key, value } => {
+                ("/v3/kv/put", json!({"key": b64(key), "value": b64(value)}))
+            }
             Payload::Read { key } => ("/v3/kv/range", json!({"key": b64(key)})),
         };
         let mut last = String::from("no targets");
@@ -100,27 +116,46 @@ fn main() {
 }
 
 fn run() -> io::Result<()> {
-    let targets: Vec<String> = arg("targets").unwrap_or_default().split(',').filter(|t| !t.is_empty()).map(String::from).collect();
+    let targets: Vec<String> = arg("targets")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
     let id = arg("id").unwrap_or_else(|| "0".into());
     let die_after: Option<usize> = arg("die-after").and_then(|n| n.parse().ok());
     if targets.is_empty() {
         return Err(io::Error::other("--targets=<url,...> is required"));
     }
-    let mut client = Client { targets, preferred: id.parse::<usize>().unwrap_or(0), id };
+    let mut client = Client {
+        targets,
+        preferred: id.parse::<usize>().unwrap_or(0),
+        id,
+    };
     let (mut input, mut output) = (io::stdin().lock(), io::stdout().lock());
     // Phase 1: preload; prerequisites are done at once.
     let mut ops = Vec::new();
     loop {
         match read_frame(&mut input)? {
-            Some(Message::Preload { prereq: true, operation }) => {
+            Some(Message::Preload {
+                prereq: true,
+                operation,
+            }) => {
                 let (r, _) = client.perform(&operation.payload);
                 if r != "Success" {
                     eprintln!("prerequisite failed: {r}");
                 }
             }
-            Some(Message::Preload { prereq: false, operation }) => ops.push(operation),
+            Some(Message::Preload {
+                prereq: false,
+                operation,
+            }) => ops.push(operation),
             Some(Message::Finalise) => break,
-            Some(other) => return Err(io::Error::other(format!("unexpected message before finalise: {other:?}"))),
+            Some(other) => {
+                return Err(io::Error::other(format!(
+                    "unexpected message before finalise: {other:?}"
+                )))
+            }
             None => return Ok(()),
         }
     }

@@ -67,7 +67,12 @@ impl EtcdKv {
             order = vec![endpoints.join(",")];
         }
         let clients = order.iter().map(|_| None).collect();
-        EtcdKv { inner: std::rc::Rc::new(std::cell::RefCell::new(Inner { order, clients })), target, all: endpoints, connect_timeout: Duration::from_millis(500) }
+        EtcdKv {
+            inner: std::rc::Rc::new(std::cell::RefCell::new(Inner { order, clients })),
+            target,
+            all: endpoints,
+            connect_timeout: Duration::from_millis(500),
+        }
     }
 
     fn endpoint(&self, i: usize) -> String {
@@ -84,7 +89,9 @@ impl EtcdKv {
         }
         let ep = self.endpoint(i);
         let eps: Vec<&str> = ep.split(',').collect();
-        let opts = ConnectOptions::new().with_connect_timeout(self.connect_timeout).with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
         let c = tokio::time::timeout(self.connect_timeout * 2, Client::connect(eps, Some(opts)))
             .await
             .map_err(|_| format!("connect to {ep}: timed out"))?
@@ -101,7 +108,9 @@ impl EtcdKv {
         let mut ids = Vec::new();
         let mut leader = 0;
         for i in 0..self.len() {
-            let Ok(mut c) = self.client(i).await else { continue };
+            let Ok(mut c) = self.client(i).await else {
+                continue;
+            };
             if let Ok(Ok(s)) = tokio::time::timeout(self.connect_timeout, c.status()).await {
                 ids.push((i, s.header().map(|h| h.member_id()).unwrap_or(0)));
                 if leader == 0 {
@@ -131,7 +140,11 @@ impl EtcdKv {
         let k = key.to_string();
         self.run(timeout, move |mut c| {
             let k = k.clone();
-            async move { c.get(k, None).await.map(|r| r.kvs().first().map(|kv| kv.value().to_vec())) }
+            async move {
+                c.get(k, None)
+                    .await
+                    .map(|r| r.kvs().first().map(|kv| kv.value().to_vec()))
+            }
         })
         .await
     }
@@ -156,14 +169,23 @@ impl EtcdKv {
             if left.is_zero() {
                 break;
             }
-            let left = if i + 1 == self.len() { left } else { left.min(share) };
+            let left = if i + 1 == self.len() {
+                left
+            } else {
+                left.min(share)
+            };
             let ep = self.endpoint(i);
             let attempt = async {
                 let c = self.client(i).await?;
                 op(c).await.map_err(|e| e.to_string())
             };
             match tokio::time::timeout(left, attempt).await {
-                Ok(Ok(value)) => return Ok(Served { endpoint: ep, value }),
+                Ok(Ok(value)) => {
+                    return Ok(Served {
+                        endpoint: ep,
+                        value,
+                    })
+                }
                 Ok(Err(e)) => errors.push(format!("{ep}: {e}")),
                 Err(_) => errors.push(format!("{ep}: timed out")),
             }
@@ -196,7 +218,11 @@ pub fn local_node(t: &crate::topology::Topology, client: &str) -> Option<usize> 
 
 /// Run `f` to completion on a thread inside `host`'s namespace, with a single-threaded tokio
 /// runtime: every socket it opens belongs to that host.
-pub fn in_host<T, Fut>(m: &Manifest, host: &str, f: impl FnOnce() -> Fut + Send) -> Result<T, NetError>
+pub fn in_host<T, Fut>(
+    m: &Manifest,
+    host: &str,
+    f: impl FnOnce() -> Fut + Send,
+) -> Result<T, NetError>
 where
     T: Send,
     Fut: Future<Output = T>,
@@ -204,12 +230,28 @@ where
     let ns = m.netns_of(host).ok_or_else(|| NetError::NoSuchHost {
         host: host.into(),
         prefix: m.prefix.clone(),
-        known: m.namespaces.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(", "),
+        known: m
+            .namespaces
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
-    let fd = netns::open(ns).map_err(|source| NetError::Host { host: host.into(), what: "open namespace".into(), source })?;
+    let fd = netns::open(ns).map_err(|source| NetError::Host {
+        host: host.into(),
+        what: "open namespace".into(),
+        source,
+    })?;
     netns::in_netns(&fd, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         rt.block_on(f())
     })
-    .map_err(|source| NetError::Host { host: host.into(), what: "enter namespace".into(), source })
+    .map_err(|source| NetError::Host {
+        host: host.into(),
+        what: "enter namespace".into(),
+        source,
+    })
 }

@@ -41,7 +41,10 @@ pub enum OpKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Message {
-    Preload { prereq: bool, operation: Operation },
+    Preload {
+        prereq: bool,
+        operation: Operation,
+    },
     Finalise,
     Ready,
     Start,
@@ -77,11 +80,19 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Message>> {
     }
     let len = i32::from_le_bytes(len);
     if !(0..=64 << 20).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame length {len}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len}"),
+        ));
     }
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}: {}", String::from_utf8_lossy(&body))))
+    serde_json::from_slice(&body).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{e}: {}", String::from_utf8_lossy(&body)),
+        )
+    })
 }
 
 /// How a client's run ended.
@@ -110,15 +121,38 @@ pub enum ClientError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error("client {id} on {host}: {what}{}", if stderr.is_empty() { String::new() } else { format!("; last lines of its stderr:\n{stderr}") })]
-    Protocol { id: u32, host: String, what: String, stderr: String },
+    Protocol {
+        id: u32,
+        host: String,
+        what: String,
+        stderr: String,
+    },
 }
 
 impl StdioClient {
     /// Start `command` (program and arguments) inside `host`, with reckon's arguments added.
     /// Its stderr goes to `stderr_log`.
-    pub fn spawn(m: &Manifest, host: &str, command: &[String], targets: &[String], id: u32, ncpr: bool, stderr_log: &Path) -> Result<StdioClient, ClientError> {
-        let (prog, args) = command.split_first().ok_or_else(|| ClientError::Protocol { id, host: host.into(), what: "empty client command".into(), stderr: String::new() })?;
-        let log = std::fs::File::create(stderr_log).map_err(|e| ClientError::Protocol { id, host: host.into(), what: format!("{}: {e}", stderr_log.display()), stderr: String::new() })?;
+    pub fn spawn(
+        m: &Manifest,
+        host: &str,
+        command: &[String],
+        targets: &[String],
+        id: u32,
+        ncpr: bool,
+        stderr_log: &Path,
+    ) -> Result<StdioClient, ClientError> {
+        let (prog, args) = command.split_first().ok_or_else(|| ClientError::Protocol {
+            id,
+            host: host.into(),
+            what: "empty client command".into(),
+            stderr: String::new(),
+        })?;
+        let log = std::fs::File::create(stderr_log).map_err(|e| ClientError::Protocol {
+            id,
+            host: host.into(),
+            what: format!("{}: {e}", stderr_log.display()),
+            stderr: String::new(),
+        })?;
         let mut cmd = command_in(m, host, prog)?;
         cmd.args(args)
             .arg(format!("--targets={}", targets.join(",")))
@@ -127,7 +161,12 @@ impl StdioClient {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log);
-        let mut child = cmd.spawn().map_err(|e| ClientError::Protocol { id, host: host.into(), what: format!("could not start {prog}: {e}"), stderr: String::new() })?;
+        let mut child = cmd.spawn().map_err(|e| ClientError::Protocol {
+            id,
+            host: host.into(),
+            what: format!("could not start {prog}: {e}"),
+            stderr: String::new(),
+        })?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -140,14 +179,26 @@ impl StdioClient {
                 }
             }
         });
-        Ok(StdioClient { id, host: host.into(), stdin: child.stdin.take(), child, rx, stderr: stderr_log.into() })
+        Ok(StdioClient {
+            id,
+            host: host.into(),
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            stderr: stderr_log.into(),
+        })
     }
 
     fn fail(&self, what: impl Into<String>) -> ClientError {
         let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let stderr = lines[lines.len().saturating_sub(8)..].join("\n");
-        ClientError::Protocol { id: self.id, host: self.host.clone(), what: what.into(), stderr }
+        ClientError::Protocol {
+            id: self.id,
+            host: self.host.clone(),
+            what: what.into(),
+            stderr,
+        }
     }
 
     fn send(&mut self, m: &Message) -> Result<(), ClientError> {
@@ -156,7 +207,13 @@ impl StdioClient {
             None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "input closed")),
         };
         r.map_err(|e| {
-            let status = self.child.try_wait().ok().flatten().map(|s| format!(" ({s})")).unwrap_or_default();
+            let status = self
+                .child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
             self.fail(format!("sending {}: {e}{status}", kind_of(m)))
         })
     }
@@ -170,7 +227,9 @@ impl StdioClient {
         self.send(&Message::Finalise)?;
         match self.rx.recv_timeout(timeout) {
             Ok(Ok(Some(Message::Ready))) => Ok(()),
-            Ok(Ok(Some(other))) => Err(self.fail(format!("expected ready, got {}", kind_of(&other)))),
+            Ok(Ok(Some(other))) => {
+                Err(self.fail(format!("expected ready, got {}", kind_of(&other))))
+            }
             Ok(Ok(None)) => {
                 let status = self.exit_status();
                 Err(self.fail(format!("exited before ready{status}")))
@@ -189,8 +248,14 @@ impl StdioClient {
         match self.rx.recv_timeout(timeout) {
             Ok(Ok(Some(m @ Message::Result { .. }))) => Ok(Some(m)),
             Ok(Ok(Some(Message::Finished))) => Ok(None),
-            Ok(Ok(Some(other))) => Err(End::Died(format!("sent {} during the run", kind_of(&other)))),
-            Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => Err(End::Died(format!("its output ended before finished{}", self.exit_status()))),
+            Ok(Ok(Some(other))) => Err(End::Died(format!(
+                "sent {} during the run",
+                kind_of(&other)
+            ))),
+            Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => Err(End::Died(format!(
+                "its output ended before finished{}",
+                self.exit_status()
+            ))),
             Ok(Err(e)) => Err(End::Died(format!("unreadable message: {e}"))),
             Err(RecvTimeoutError::Timeout) => Err(End::Silent(timeout)),
         }
@@ -207,7 +272,9 @@ impl StdioClient {
                 Err(end) => {
                     let what = match end {
                         End::Died(w) => format!("{w}, after {} results", results.len()),
-                        End::Silent(d) => format!("said nothing for {d:?}, after {} results", results.len()),
+                        End::Silent(d) => {
+                            format!("said nothing for {d:?}, after {} results", results.len())
+                        }
                         End::Finished => unreachable!(),
                     };
                     let e = self.fail(what);
@@ -256,21 +323,38 @@ mod tests {
 
     #[test]
     fn messages_match_reckons_json() {
-        let m = Message::Preload { prereq: true, operation: Operation { payload: Payload::Write { key: "0001".into(), value: "xx".into() }, time: 0.5 } };
+        let m = Message::Preload {
+            prereq: true,
+            operation: Operation {
+                payload: Payload::Write {
+                    key: "0001".into(),
+                    value: "xx".into(),
+                },
+                time: 0.5,
+            },
+        };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"kind":"preload","prereq":true,"operation":{"payload":{"kind":"write","key":"0001","value":"xx"},"time":0.5}}"#
         );
-        assert_eq!(serde_json::to_string(&Message::Finalise).unwrap(), r#"{"kind":"finalise"}"#);
+        assert_eq!(
+            serde_json::to_string(&Message::Finalise).unwrap(),
+            r#"{"kind":"finalise"}"#
+        );
         let r: Message = serde_json::from_str(r#"{"kind":"result","t_submitted":1.5,"t_result":1.75,"result":"Success","op_kind":"read","clientid":"3","other":{"expected_start":1.4}}"#).unwrap();
-        assert!(matches!(r, Message::Result { op_kind: OpKind::Read, ref result, .. } if result == "Success"));
+        assert!(
+            matches!(r, Message::Result { op_kind: OpKind::Read, ref result, .. } if result == "Success")
+        );
     }
 
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
         write_frame(&mut buf, &Message::Ready).unwrap();
-        assert_eq!(&buf[..4], &(r#"{"kind":"ready"}"#.len() as i32).to_le_bytes());
+        assert_eq!(
+            &buf[..4],
+            &(r#"{"kind":"ready"}"#.len() as i32).to_le_bytes()
+        );
         let mut r = &buf[..];
         assert_eq!(read_frame(&mut r).unwrap(), Some(Message::Ready));
         assert_eq!(read_frame(&mut r).unwrap(), None);

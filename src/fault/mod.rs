@@ -10,14 +10,27 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("none", include_str!("../../faults/none.toml")),
     ("leader", include_str!("../../faults/leader.toml")),
     ("leader-only", include_str!("../../faults/leader-only.toml")),
-    ("partial-partition", include_str!("../../faults/partial-partition.toml")),
-    ("intermittent-partial", include_str!("../../faults/intermittent-partial.toml")),
-    ("intermittent-full", include_str!("../../faults/intermittent-full.toml")),
+    (
+        "partial-partition",
+        include_str!("../../faults/partial-partition.toml"),
+    ),
+    (
+        "intermittent-partial",
+        include_str!("../../faults/intermittent-partial.toml"),
+    ),
+    (
+        "intermittent-full",
+        include_str!("../../faults/intermittent-full.toml"),
+    ),
     ("kill-n", include_str!("../../faults/kill-n.toml")),
 ];
 
 pub fn known() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,20 +116,34 @@ pub enum FaultError {
     #[error("unknown fault '{name}'; known faults: {known}")]
     Unknown { name: String, known: String },
     #[error("{file}:{line}: {message}")]
-    Invalid { file: String, line: usize, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{0}")]
     Bad(String),
 }
 
 pub fn builtin(name: &str, p: Params) -> Result<Fault, FaultError> {
-    let (_, src) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| FaultError::Unknown { name: name.into(), known: known() })?;
+    let (_, src) = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| FaultError::Unknown {
+            name: name.into(),
+            known: known(),
+        })?;
     parse(name, &format!("faults/{name}.toml"), src, p)
 }
 
 pub fn from_file(path: &Path, p: Params) -> Result<Fault, FaultError> {
     let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| FaultError::Bad(format!("cannot read fault file {file}: {e}")))?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| FaultError::Bad(format!("cannot read fault file {file}: {e}")))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "custom".into());
     parse(&name, &file, &src, p)
 }
 
@@ -124,9 +151,14 @@ pub fn from_file(path: &Path, p: Params) -> Result<Fault, FaultError> {
 fn time_of(s: &str, p: Params, what: &str) -> Result<f64, String> {
     let s = s.trim();
     let t = if let Some(secs) = s.strip_suffix('s') {
-        secs.trim().parse::<f64>().map_err(|_| format!("{what} = \"{s}\": write seconds as \"5s\""))?
+        secs.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{what} = \"{s}\": write seconds as \"5s\""))?
     } else if let Some((n, d)) = s.split_once('/') {
-        let (n, d): (f64, f64) = (n.trim().parse().map_err(|_| format!("{what} = \"{s}\""))?, d.trim().parse().map_err(|_| format!("{what} = \"{s}\""))?);
+        let (n, d): (f64, f64) = (
+            n.trim().parse().map_err(|_| format!("{what} = \"{s}\""))?,
+            d.trim().parse().map_err(|_| format!("{what} = \"{s}\""))?,
+        );
         if d == 0.0 {
             return Err(format!("{what} = \"{s}\": division by zero"));
         }
@@ -142,18 +174,30 @@ fn time_of(s: &str, p: Params, what: &str) -> Result<f64, String> {
     Ok(t)
 }
 
-const NODE_SELECTORS: &str = "leader, follower, node:I, followers:N, followers:kill-n, killed, paused";
+const NODE_SELECTORS: &str =
+    "leader, follower, node:I, followers:N, followers:kill-n, killed, paused";
 
 fn check_selector(s: &str, hosts_too: bool) -> Result<(), String> {
-    let ok = matches!(s, "leader" | "follower" | "killed" | "paused" | "followers:kill-n")
-        || (hosts_too && s == "others")
-        || s.strip_prefix("node:").is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))
-        || s.strip_prefix("followers:").is_some_and(|i| i.parse::<usize>().is_ok())
-        || (hosts_too && (s.strip_prefix("dc:").is_some_and(|i| i.parse::<u32>().is_ok()) || s.strip_prefix("client:").is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))));
+    let ok = matches!(
+        s,
+        "leader" | "follower" | "killed" | "paused" | "followers:kill-n"
+    ) || (hosts_too && s == "others")
+        || s.strip_prefix("node:")
+            .is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))
+        || s.strip_prefix("followers:")
+            .is_some_and(|i| i.parse::<usize>().is_ok())
+        || (hosts_too
+            && (s
+                .strip_prefix("dc:")
+                .is_some_and(|i| i.parse::<u32>().is_ok())
+                || s.strip_prefix("client:")
+                    .is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))));
     if ok {
         Ok(())
     } else if hosts_too {
-        Err(format!("selector '{s}': use {NODE_SELECTORS}, dc:I, client:I or others"))
+        Err(format!(
+            "selector '{s}': use {NODE_SELECTORS}, dc:I, client:I or others"
+        ))
     } else {
         Err(format!("selector '{s}': use {NODE_SELECTORS}"))
     }
@@ -161,30 +205,62 @@ fn check_selector(s: &str, hosts_too: bool) -> Result<(), String> {
 
 fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultError> {
     let line_of = |off: usize| src[..off.min(src.len())].matches('\n').count() + 1;
-    let f: FaultFile = toml::from_str(src).map_err(|e| FaultError::Invalid { file: file.into(), line: e.span().map(|s| line_of(s.start)).unwrap_or(1), message: e.message().trim().into() })?;
+    let f: FaultFile = toml::from_str(src).map_err(|e| FaultError::Invalid {
+        file: file.into(),
+        line: e.span().map(|s| line_of(s.start)).unwrap_or(1),
+        message: e.message().trim().into(),
+    })?;
     let mut events = Vec::new();
     for e in &f.events {
         let line = line_of(e.span().start);
-        let bad = |m: String| FaultError::Invalid { file: file.into(), line, message: m };
+        let bad = |m: String| FaultError::Invalid {
+            file: file.into(),
+            line,
+            message: m,
+        };
         let e = e.get_ref();
         let at = time_of(&e.at, p, "at").map_err(bad)?;
-        let need = |v: &Option<String>, what: &str, hosts: bool| -> Result<Option<String>, FaultError> {
-            let s = v.clone().ok_or_else(|| bad(format!("{:?} needs `{what}`", e.action).to_lowercase()))?;
-            check_selector(&s, hosts).map_err(bad)?;
-            Ok(Some(s))
+        let need =
+            |v: &Option<String>, what: &str, hosts: bool| -> Result<Option<String>, FaultError> {
+                let s = v
+                    .clone()
+                    .ok_or_else(|| bad(format!("{:?} needs `{what}`", e.action).to_lowercase()))?;
+                check_selector(&s, hosts).map_err(bad)?;
+                Ok(Some(s))
+            };
+        let mut ev = Event {
+            at,
+            action: e.action.clone(),
+            a: None,
+            b: None,
+            oneway: e.oneway,
+            node: None,
+            link: None,
+            impair: None,
         };
-        let mut ev = Event { at, action: e.action.clone(), a: None, b: None, oneway: e.oneway, node: None, link: None, impair: None };
         match e.action {
             Action::Partition => {
                 ev.a = need(&e.a, "a", true)?;
                 ev.b = need(&e.b, "b", true)?;
             }
             Action::Heal => {}
-            Action::Kill | Action::Restart | Action::Pause | Action::Resume => ev.node = need(&e.node, "node", false)?,
+            Action::Kill | Action::Restart | Action::Pause | Action::Resume => {
+                ev.node = need(&e.node, "node", false)?
+            }
             Action::Impair => {
-                ev.link = Some(e.link.clone().ok_or_else(|| bad("impair needs `link`".into()))?);
-                let i = crate::net::impair::Impairment { latency_ms: e.latency.unwrap_or(0.0), jitter_ms: e.jitter.unwrap_or(0.0), loss_pct: e.loss.unwrap_or(0.0), reorder: false };
-                i.validate().map_err(|m| bad(m.replace("_ms", "").replace("_pct", "")))?;
+                ev.link = Some(
+                    e.link
+                        .clone()
+                        .ok_or_else(|| bad("impair needs `link`".into()))?,
+                );
+                let i = crate::net::impair::Impairment {
+                    latency_ms: e.latency.unwrap_or(0.0),
+                    jitter_ms: e.jitter.unwrap_or(0.0),
+                    loss_pct: e.loss.unwrap_or(0.0),
+                    reorder: false,
+                };
+                i.validate()
+                    .map_err(|m| bad(m.replace("_ms", "").replace("_pct", "")))?;
                 ev.impair = Some(i);
             }
         }
@@ -202,7 +278,14 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
                 let mut t = at;
                 let mut cut = true;
                 while t < until - 1e-9 {
-                    events.push(if cut { Event { at: t, ..ev.clone() } } else { heal(t) });
+                    events.push(if cut {
+                        Event {
+                            at: t,
+                            ..ev.clone()
+                        }
+                    } else {
+                        heal(t)
+                    });
                     cut = !cut;
                     t += period;
                 }
@@ -215,14 +298,30 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
     }
     events.sort_by(|x, y| x.at.partial_cmp(&y.at).unwrap_or(std::cmp::Ordering::Equal));
     if let Some(e) = events.iter().find(|e| e.at > p.duration) {
-        return Err(FaultError::Bad(format!("fault {name}: an event at {:.3} s is after the end of the run (--duration {})", e.at, p.duration)));
+        return Err(FaultError::Bad(format!(
+            "fault {name}: an event at {:.3} s is after the end of the run (--duration {})",
+            e.at, p.duration
+        )));
     }
     let _ = p.kill_n;
-    Ok(Fault { name: name.into(), description: f.description, events })
+    Ok(Fault {
+        name: name.into(),
+        description: f.description,
+        events,
+    })
 }
 
 fn heal(at: f64) -> Event {
-    Event { at, action: Action::Heal, a: None, b: None, oneway: false, node: None, link: None, impair: None }
+    Event {
+        at,
+        action: Action::Heal,
+        a: None,
+        b: None,
+        oneway: false,
+        node: None,
+        link: None,
+        impair: None,
+    }
 }
 
 impl Fault {
@@ -233,7 +332,10 @@ impl Fault {
             .filter(|e| e.action == Action::Kill)
             .map(|e| match e.node.as_deref() {
                 Some("followers:kill-n") => kill_n,
-                Some(s) => s.strip_prefix("followers:").and_then(|n| n.parse().ok()).unwrap_or(1),
+                Some(s) => s
+                    .strip_prefix("followers:")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
                 None => 0,
             })
             .sum()
@@ -249,7 +351,11 @@ impl Fault {
 mod tests {
     use super::*;
 
-    const P: Params = Params { duration: 30.0, mtbf: 2.0, kill_n: 1 };
+    const P: Params = Params {
+        duration: 30.0,
+        mtbf: 2.0,
+        kill_n: 1,
+    };
 
     #[test]
     fn every_builtin_parses() {
@@ -262,16 +368,32 @@ mod tests {
     fn partial_partition_cuts_at_a_third_and_heals_at_two_thirds() {
         let f = builtin("partial-partition", P).unwrap();
         assert_eq!(f.events.len(), 2);
-        assert_eq!((f.events[0].at, f.events[0].action.clone()), (10.0, Action::Partition));
+        assert_eq!(
+            (f.events[0].at, f.events[0].action.clone()),
+            (10.0, Action::Partition)
+        );
         assert_eq!(f.events[0].a.as_deref(), Some("leader"));
-        assert_eq!((f.events[1].at, f.events[1].action.clone()), (20.0, Action::Heal));
+        assert_eq!(
+            (f.events[1].at, f.events[1].action.clone()),
+            (20.0, Action::Heal)
+        );
     }
 
     #[test]
     fn intermittent_faults_stop_at_two_thirds() {
         let f = builtin("intermittent-partial", P).unwrap();
         let times: Vec<(f64, Action)> = f.events.iter().map(|e| (e.at, e.action.clone())).collect();
-        assert_eq!(times, [(10.0, Action::Partition), (12.0, Action::Heal), (14.0, Action::Partition), (16.0, Action::Heal), (18.0, Action::Partition), (20.0, Action::Heal)]);
+        assert_eq!(
+            times,
+            [
+                (10.0, Action::Partition),
+                (12.0, Action::Heal),
+                (14.0, Action::Partition),
+                (16.0, Action::Heal),
+                (18.0, Action::Partition),
+                (20.0, Action::Heal)
+            ]
+        );
         let f = builtin("intermittent-full", Params { mtbf: 3.0, ..P }).unwrap();
         assert_eq!(f.events.last().unwrap().action, Action::Heal);
         assert!(f.events.last().unwrap().at <= 20.0);
@@ -287,12 +409,36 @@ mod tests {
 
     #[test]
     fn mistakes_name_file_and_line() {
-        let e = parse("x", "f.toml", "[[events]]\nat = \"1/3\"\naction = \"kill\"\nnode = \"the-boss\"\n", P).unwrap_err().to_string();
+        let e = parse(
+            "x",
+            "f.toml",
+            "[[events]]\nat = \"1/3\"\naction = \"kill\"\nnode = \"the-boss\"\n",
+            P,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("f.toml:1:") && e.contains("the-boss"), "{e}");
-        let e = parse("x", "f.toml", "\n[[events]]\nat = \"soon\"\naction = \"heal\"\n", P).unwrap_err().to_string();
+        let e = parse(
+            "x",
+            "f.toml",
+            "\n[[events]]\nat = \"soon\"\naction = \"heal\"\n",
+            P,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("f.toml:2:") && e.contains("soon"), "{e}");
-        let e = parse("x", "f.toml", "[[events]]\nat = \"2\"\naction = \"heal\"\n", P).unwrap_err().to_string();
+        let e = parse(
+            "x",
+            "f.toml",
+            "[[events]]\nat = \"2\"\naction = \"heal\"\n",
+            P,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("after the end"), "{e}");
-        assert!(builtin("earthquake", P).unwrap_err().to_string().contains("known faults: none, leader"));
+        assert!(builtin("earthquake", P)
+            .unwrap_err()
+            .to_string()
+            .contains("known faults: none, leader"));
     }
 }

@@ -46,17 +46,24 @@ pub fn all_pairs(hosts: &[Endpoint]) -> Result<usize, CheckError> {
             let (failures, ready, done, stop) = (&failures, &ready, &done, &stop);
             s.spawn(move || {
                 let fail = |msg: String| failures.lock().unwrap().push(msg);
-                let setup = super::netns::enter(&me.netns).map_err(|e| e.to_string()).and_then(|()| {
-                    let l = TcpListener::bind(SocketAddrV4::new(me.ip, PORT)).map_err(|e| format!("TCP listen: {e}"))?;
-                    l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                    let icmp = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| format!("ICMP socket: {e}"))?;
-                    Ok((l, icmp))
-                });
+                let setup = super::netns::enter(&me.netns)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        let l = TcpListener::bind(SocketAddrV4::new(me.ip, PORT))
+                            .map_err(|e| format!("TCP listen: {e}"))?;
+                        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                        let icmp = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                            .map_err(|e| format!("ICMP socket: {e}"))?;
+                        Ok((l, icmp))
+                    });
                 ready.wait();
                 let (listener, icmp) = match setup {
                     Ok(x) => x,
                     Err(e) => {
-                        fail(format!("{} ({}): setting up the check: {e}", me.name, me.ip));
+                        fail(format!(
+                            "{} ({}): setting up the check: {e}",
+                            me.name, me.ip
+                        ));
                         done.wait();
                         return;
                     }
@@ -66,11 +73,17 @@ pub fn all_pairs(hosts: &[Endpoint]) -> Result<usize, CheckError> {
                     let peers: Vec<&Endpoint> = hosts[i + 1..].iter().collect();
                     let id = icmp_id_base.wrapping_add(i as u16);
                     for (peer, err) in ping_all(&icmp, id, &peers) {
-                        fail(format!("{} ({}) -> {} ({}): ICMP: {err}", me.name, me.ip, peer.name, peer.ip));
+                        fail(format!(
+                            "{} ({}) -> {} ({}): ICMP: {err}",
+                            me.name, me.ip, peer.name, peer.ip
+                        ));
                     }
                     for peer in &peers {
                         if let Err(e) = tcp_echo(peer.ip) {
-                            fail(format!("{} ({}) -> {} ({}): TCP: {e}", me.name, me.ip, peer.name, peer.ip));
+                            fail(format!(
+                                "{} ({}) -> {} ({}): TCP: {e}",
+                                me.name, me.ip, peer.name, peer.ip
+                            ));
                         }
                     }
                     done.wait();
@@ -89,7 +102,12 @@ pub fn all_pairs(hosts: &[Endpoint]) -> Result<usize, CheckError> {
 }
 
 /// Round-trip times of `count` pings, `gap` apart, from inside namespace `from` to `to`.
-pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize, gap: Duration) -> std::io::Result<Vec<Duration>> {
+pub fn rtts(
+    from: &OwnedFd,
+    to: Ipv4Addr,
+    count: usize,
+    gap: Duration,
+) -> std::io::Result<Vec<Duration>> {
     super::netns::in_netns(from, || -> std::io::Result<Vec<Duration>> {
         let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -102,11 +120,21 @@ pub fn rtts(from: &OwnedFd, to: Ipv4Addr, count: usize, gap: Duration) -> std::i
             let sent = Instant::now();
             sock.send_to(&echo_request(id, seq), &dest)?;
             while sent.elapsed() < Duration::from_secs(2) {
-                let Ok((len, _)) = sock.recv_from(&mut buf) else { continue };
-                let pkt: Vec<u8> = buf[..len].iter().map(|b| unsafe { b.assume_init() }).collect();
+                let Ok((len, _)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let pkt: Vec<u8> = buf[..len]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
                 let ihl = ((pkt[0] & 0x0f) as usize) * 4;
-                let Some(icmp) = pkt.get(ihl..ihl + 8) else { continue };
-                if icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id && u16::from_be_bytes([icmp[6], icmp[7]]) == seq {
+                let Some(icmp) = pkt.get(ihl..ihl + 8) else {
+                    continue;
+                };
+                if icmp[0] == 0
+                    && u16::from_be_bytes([icmp[4], icmp[5]]) == id
+                    && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+                {
                     out.push(sent.elapsed());
                     break;
                 }
@@ -135,7 +163,8 @@ fn echo_server(listener: &TcpListener, stop: &AtomicBool) {
 fn tcp_echo(ip: Ipv4Addr) -> Result<(), String> {
     let addr = SocketAddr::V4(SocketAddrV4::new(ip, PORT));
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
     s.write_all(b"r").map_err(|e| format!("send: {e}"))?;
     let mut b = [0u8; 1];
     s.read_exact(&mut b).map_err(|e| format!("no echo: {e}"))?;
@@ -146,7 +175,10 @@ fn tcp_echo(ip: Ipv4Addr) -> Result<(), String> {
 }
 
 fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -183,8 +215,13 @@ fn ping_all<'a>(sock: &Socket, id: u16, peers: &[&'a Endpoint]) -> Vec<(&'a Endp
             }
             last_send = Some(Instant::now());
         }
-        let Ok((len, from)) = sock.recv_from(&mut buf) else { continue };
-        let pkt: Vec<u8> = buf[..len].iter().map(|b| unsafe { b.assume_init() }).collect();
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let pkt: Vec<u8> = buf[..len]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
         let ihl = ((pkt.first().copied().unwrap_or(0) & 0x0f) as usize) * 4;
         let Some(icmp) = pkt.get(ihl..) else { continue };
         if icmp.len() < 8 || icmp[0] != 0 || u16::from_be_bytes([icmp[4], icmp[5]]) != id {
@@ -199,7 +236,9 @@ fn ping_all<'a>(sock: &Socket, id: u16, peers: &[&'a Endpoint]) -> Vec<(&'a Endp
     let mut lost: Vec<_> = waiting
         .into_iter()
         .map(|seq| {
-            let why = send_errors[seq as usize].clone().unwrap_or_else(|| format!("no echo reply within {TIMEOUT:?}"));
+            let why = send_errors[seq as usize]
+                .clone()
+                .unwrap_or_else(|| format!("no echo reply within {TIMEOUT:?}"));
             (peers[seq as usize], why)
         })
         .collect();

@@ -11,8 +11,8 @@
 //! one for delay, so the same seed drops the same packets whatever the delay does.
 //! A unix socket takes live changes (one JSON request per connection).
 
-use std::collections::BinaryHeap;
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -50,7 +50,11 @@ pub struct EngineLink {
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
     /// Set a link's impairment in one or both directions.
-    Set { link: String, forward: Option<Impairment>, back: Option<Impairment> },
+    Set {
+        link: String,
+        forward: Option<Impairment>,
+        back: Option<Impairment>,
+    },
     /// Counters of every link direction.
     Stats,
 }
@@ -89,7 +93,10 @@ pub fn request(control: &Path, req: &Request) -> io::Result<Response> {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -100,7 +107,10 @@ fn now_ns() -> u64 {
 
 /// Receive one frame into `buf`; returns its length and its kernel arrival time (realtime ns).
 fn recv_frame(fd: RawFd, buf: &mut [u8]) -> Option<(usize, Option<u64>)> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut _,
+        iov_len: buf.len(),
+    };
     let mut cbuf = [0u64; 8];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -126,31 +136,70 @@ fn recv_frame(fd: RawFd, buf: &mut [u8]) -> Option<(usize, Option<u64>)> {
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// An AF_PACKET socket on one interface, seeing every frame it receives (not those we send).
 fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {
-    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
+    let ifindex = nix::net::if_::if_nametoindex(ifname)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: {e}")))?;
     let eth_p_all = (libc::ETH_P_ALL as u16).to_be();
     // Protocol 0 until bound, so no frame of another interface slips in before `bind`.
-    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
     let size: libc::c_int = 4 << 20;
     unsafe {
         const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-        cvt(libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one as *const _ as *const _, 4))?;
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const _, 4);
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size as *const _ as *const _, 4);
+        cvt(libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &one as *const _ as *const _,
+            4,
+        ))?;
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const _ as *const _,
+            4,
+        );
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            &size as *const _ as *const _,
+            4,
+        );
         // Kernel receive timestamps: a frame's delay counts from when it arrived, not from when
         // this process woke up to read it.
-        cvt(libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one as *const _ as *const _, 4))?;
+        cvt(libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const _ as *const _,
+            4,
+        ))?;
         let mut sll: libc::sockaddr_ll = std::mem::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = eth_p_all;
         sll.sll_ifindex = ifindex as i32;
-        cvt(libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32))?;
+        cvt(libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        ))?;
     }
     Ok(fd)
 }
@@ -183,9 +232,16 @@ impl Dir {
             imp,
             normal: None,
             loss_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ h),
-            delay_rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ h.rotate_left(32) ^ 0x9e3779b97f4a7c15),
+            delay_rng: Xoshiro256PlusPlus::seed_from_u64(
+                seed ^ h.rotate_left(32) ^ 0x9e3779b97f4a7c15,
+            ),
             last_due: 0,
-            stats: DirStats { link: link.into(), forward, impairment: imp, ..Default::default() },
+            stats: DirStats {
+                link: link.into(),
+                forward,
+                impairment: imp,
+                ..Default::default()
+            },
         };
         d.set(imp);
         d
@@ -194,7 +250,11 @@ impl Dir {
     fn set(&mut self, imp: Impairment) {
         self.imp = imp;
         self.stats.impairment = imp;
-        self.normal = if imp.jitter_ms > 0.0 { Normal::new(imp.latency_ms, imp.jitter_ms).ok() } else { None };
+        self.normal = if imp.jitter_ms > 0.0 {
+            Normal::new(imp.latency_ms, imp.jitter_ms).ok()
+        } else {
+            None
+        };
     }
 
     /// Drop the frame? Otherwise, when it is due.
@@ -205,7 +265,9 @@ impl Dir {
             return None;
         }
         let ms = match &self.normal {
-            Some(n) => n.sample(&mut self.delay_rng).clamp(0.0, 2.0 * self.imp.latency_ms),
+            Some(n) => n
+                .sample(&mut self.delay_rng)
+                .clamp(0.0, 2.0 * self.imp.latency_ms),
             None => self.imp.latency_ms,
         };
         let mut due = now + (ms * 1e6) as u64;
@@ -255,20 +317,31 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
     let mut dirs = Vec::new();
     for (i, l) in spec.links.iter().enumerate() {
         for end in &l.ends {
-            ports.push(packet_socket(end).map_err(|e| io::Error::new(e.kind(), format!("link {}: end {end}: {e}", l.link)))?);
+            ports.push(packet_socket(end).map_err(|e| {
+                io::Error::new(e.kind(), format!("link {}: end {end}: {e}", l.link))
+            })?);
         }
         dirs.push(Dir::new(&l.link, true, 2 * i + 1, l.forward, spec.seed));
         dirs.push(Dir::new(&l.link, false, 2 * i, l.back, spec.seed));
     }
     let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
     let add = |fd: RawFd, token: u64| -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
-        cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
+            .map(|_| ())
     };
     for (i, p) in ports.iter().enumerate() {
         add(p.as_raw_fd(), i as u64)?;
     }
-    let timer = unsafe { OwnedFd::from_raw_fd(cvt(libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC))?) };
+    let timer = unsafe {
+        OwnedFd::from_raw_fd(cvt(libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        ))?)
+    };
     add(timer.as_raw_fd(), TIMER)?;
     let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair()?;
     stop_rx.set_nonblocking(true)?;
@@ -301,16 +374,39 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
             send(&ports[dirs[h.dir].out], &h.frame, &mut dirs[h.dir].stats);
         }
         // Arm the timer for the next one, early by the lead.
-        let next = heap.peek().map(|h| h.due.saturating_sub(lead).max(1)).unwrap_or(0);
+        let next = heap
+            .peek()
+            .map(|h| h.due.saturating_sub(lead).max(1))
+            .unwrap_or(0);
         if next != armed {
             let spec = libc::itimerspec {
-                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-                it_value: libc::timespec { tv_sec: (next / 1_000_000_000) as i64, tv_nsec: (next % 1_000_000_000) as i64 },
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: (next / 1_000_000_000) as i64,
+                    tv_nsec: (next % 1_000_000_000) as i64,
+                },
             };
-            cvt(unsafe { libc::timerfd_settime(timer.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) })?;
+            cvt(unsafe {
+                libc::timerfd_settime(
+                    timer.as_raw_fd(),
+                    libc::TFD_TIMER_ABSTIME,
+                    &spec,
+                    std::ptr::null_mut(),
+                )
+            })?;
             armed = next;
         }
-        let n = unsafe { libc::epoll_wait(epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, -1) };
+        let n = unsafe {
+            libc::epoll_wait(
+                epfd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                -1,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -338,14 +434,27 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
                     let now = now_ns();
                     let offset = clock_ns(libc::CLOCK_REALTIME) as i64 - now as i64;
                     for _ in 0..256 {
-                        let Some((len, stamp)) = recv_frame(ports[port].as_raw_fd(), &mut buf) else { break };
-                        let arrived = stamp.map(|t| (t as i64 - offset) as u64).filter(|&t| t <= now && now - t < 1_000_000_000).unwrap_or(now);
-                        let Some(due) = dirs[dir].admit(arrived) else { continue };
+                        let Some((len, stamp)) = recv_frame(ports[port].as_raw_fd(), &mut buf)
+                        else {
+                            break;
+                        };
+                        let arrived = stamp
+                            .map(|t| (t as i64 - offset) as u64)
+                            .filter(|&t| t <= now && now - t < 1_000_000_000)
+                            .unwrap_or(now);
+                        let Some(due) = dirs[dir].admit(arrived) else {
+                            continue;
+                        };
                         if due <= now && heap.is_empty() {
                             send(&ports[dirs[dir].out], &buf[..len], &mut dirs[dir].stats);
                         } else {
                             seq += 1;
-                            heap.push(Held { due, seq, dir, frame: buf[..len].to_vec() });
+                            heap.push(Held {
+                                due,
+                                seq,
+                                dir,
+                                frame: buf[..len].to_vec(),
+                            });
                         }
                     }
                 }
@@ -358,7 +467,14 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
 }
 
 fn send(port: &OwnedFd, frame: &[u8], stats: &mut DirStats) {
-    let rc = unsafe { libc::send(port.as_raw_fd(), frame.as_ptr() as *const _, frame.len(), libc::MSG_DONTWAIT) };
+    let rc = unsafe {
+        libc::send(
+            port.as_raw_fd(),
+            frame.as_ptr() as *const _,
+            frame.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
     if rc < 0 {
         stats.send_errors += 1;
     } else {
@@ -382,8 +498,16 @@ fn serve_control(listener: &UnixListener, dirs: &mut [Dir]) {
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut line = String::new();
         let mut reader = BufReader::new(&stream);
-        let resp = match reader.read_line(&mut line).map_err(|e| e.to_string()).and_then(|_| serde_json::from_str::<Request>(&line).map_err(|e| e.to_string())) {
-            Err(e) => Response { ok: false, error: Some(format!("bad request: {e}")), stats: vec![] },
+        let resp = match reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())
+            .and_then(|_| serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()))
+        {
+            Err(e) => Response {
+                ok: false,
+                error: Some(format!("bad request: {e}")),
+                stats: vec![],
+            },
             Ok(req) => handle(req, dirs),
         };
         let mut out = serde_json::to_string(&resp).unwrap_or_default();
@@ -394,11 +518,23 @@ fn serve_control(listener: &UnixListener, dirs: &mut [Dir]) {
 
 fn handle(req: Request, dirs: &mut [Dir]) -> Response {
     match req {
-        Request::Stats => Response { ok: true, error: None, stats: dirs.iter().map(|d| d.stats.clone()).collect() },
-        Request::Set { link, forward, back } => {
+        Request::Stats => Response {
+            ok: true,
+            error: None,
+            stats: dirs.iter().map(|d| d.stats.clone()).collect(),
+        },
+        Request::Set {
+            link,
+            forward,
+            back,
+        } => {
             for i in [forward, back].iter().flatten() {
                 if let Err(e) = i.validate() {
-                    return Response { ok: false, error: Some(e), stats: vec![] };
+                    return Response {
+                        ok: false,
+                        error: Some(e),
+                        stats: vec![],
+                    };
                 }
             }
             let mut found = false;
@@ -409,10 +545,25 @@ fn handle(req: Request, dirs: &mut [Dir]) -> Response {
                 }
             }
             if found {
-                Response { ok: true, error: None, stats: vec![] }
+                Response {
+                    ok: true,
+                    error: None,
+                    stats: vec![],
+                }
             } else {
-                let known: Vec<&str> = dirs.iter().filter(|d| d.forward).map(|d| d.link.as_str()).collect();
-                Response { ok: false, error: Some(format!("link '{link}' has no impairment engine; impairable links: {}", known.join(", "))), stats: vec![] }
+                let known: Vec<&str> = dirs
+                    .iter()
+                    .filter(|d| d.forward)
+                    .map(|d| d.link.as_str())
+                    .collect();
+                Response {
+                    ok: false,
+                    error: Some(format!(
+                        "link '{link}' has no impairment engine; impairable links: {}",
+                        known.join(", ")
+                    )),
+                    stats: vec![],
+                }
             }
         }
     }

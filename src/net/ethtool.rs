@@ -37,10 +37,17 @@ impl Ethtool {
     fn call(&self, ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
         let bytes = ifname.as_bytes();
         if bytes.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {ifname} too long")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("interface name {ifname} too long"),
+            ));
         }
         let mut value = EthtoolValue { cmd, data };
-        let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut value as *mut _ as *mut libc::c_void, _pad: [0; 16] };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: &mut value as *mut _ as *mut libc::c_void,
+            _pad: [0; 16],
+        };
         req.name[..bytes.len()].copy_from_slice(bytes);
         let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
         if rc < 0 {
@@ -51,10 +58,16 @@ impl Ethtool {
 
     /// Switch tx checksum offload off on `ifname` and confirm it took.
     pub fn tx_checksum_off(&self, ifname: &str) -> io::Result<()> {
-        self.call(ifname, ETHTOOL_STXCSUM, 0)
-            .map_err(|e| io::Error::new(e.kind(), format!("turn off tx checksum offload on {ifname}: {e}")))?;
+        self.call(ifname, ETHTOOL_STXCSUM, 0).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("turn off tx checksum offload on {ifname}: {e}"),
+            )
+        })?;
         if self.tx_checksum(ifname)? {
-            return Err(io::Error::other(format!("tx checksum offload on {ifname} is still on after switching it off")));
+            return Err(io::Error::other(format!(
+                "tx checksum offload on {ifname} is still on after switching it off"
+            )));
         }
         Ok(())
     }

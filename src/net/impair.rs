@@ -47,19 +47,29 @@ impl Impairment {
             return *self;
         }
         let latency_ms = (self.latency_ms - compensation_ms).max(0.0);
-        Impairment { latency_ms, jitter_ms: self.jitter_ms.min(latency_ms), ..*self }
+        Impairment {
+            latency_ms,
+            jitter_ms: self.jitter_ms.min(latency_ms),
+            ..*self
+        }
     }
 
     /// Refuse what cannot be applied exactly.
     pub fn validate(&self) -> Result<(), String> {
         if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
-            return Err(format!("latency_ms {} must be a number of milliseconds, 0 or more", self.latency_ms));
+            return Err(format!(
+                "latency_ms {} must be a number of milliseconds, 0 or more",
+                self.latency_ms
+            ));
         }
         if self.latency_ms > 60_000.0 {
             return Err(format!("latency_ms {} is over a minute", self.latency_ms));
         }
         if !self.loss_pct.is_finite() || !(0.0..=100.0).contains(&self.loss_pct) {
-            return Err(format!("loss_pct {} must be a percentage between 0 and 100", self.loss_pct));
+            return Err(format!(
+                "loss_pct {} must be a percentage between 0 and 100",
+                self.loss_pct
+            ));
         }
         if !self.jitter_ms.is_finite() || self.jitter_ms < 0.0 {
             return Err(format!("jitter_ms {} must be 0 or more", self.jitter_ms));
@@ -122,7 +132,13 @@ pub struct ImpairOptions {
 
 impl Default for ImpairOptions {
     fn default() -> Self {
-        ImpairOptions { latency_ms: 0.0, jitter: 0.0, loss_pct: 0.0, seed: 0, backend: Backend::Auto }
+        ImpairOptions {
+            latency_ms: 0.0,
+            jitter: 0.0,
+            loss_pct: 0.0,
+            seed: 0,
+            backend: Backend::Auto,
+        }
     }
 }
 
@@ -130,13 +146,22 @@ impl ImpairOptions {
     /// Check the flags, naming the one that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !self.latency_ms.is_finite() || self.latency_ms < 0.0 || self.latency_ms > 60_000.0 {
-            return Err(format!("--link-latency {}: give milliseconds between 0 and 60000", self.latency_ms));
+            return Err(format!(
+                "--link-latency {}: give milliseconds between 0 and 60000",
+                self.latency_ms
+            ));
         }
         if !self.loss_pct.is_finite() || !(0.0..=100.0).contains(&self.loss_pct) {
-            return Err(format!("--link-loss {}: give a percentage between 0 and 100", self.loss_pct));
+            return Err(format!(
+                "--link-loss {}: give a percentage between 0 and 100",
+                self.loss_pct
+            ));
         }
         if !self.jitter.is_finite() || self.jitter < 0.0 {
-            return Err(format!("--link-jitter {}: give a fraction of the latency, 0 or more", self.jitter));
+            return Err(format!(
+                "--link-jitter {}: give a fraction of the latency, 0 or more",
+                self.jitter
+            ));
         }
         if self.jitter > 1.0 {
             return Err(format!(
@@ -145,7 +170,9 @@ impl ImpairOptions {
             ));
         }
         if self.jitter > 0.0 && self.latency_ms == 0.0 {
-            return Err("--link-jitter needs a --link-latency: it is a fraction of the latency".into());
+            return Err(
+                "--link-jitter needs a --link-latency: it is a fraction of the latency".into(),
+            );
         }
         Ok(())
     }
@@ -163,7 +190,11 @@ impl ImpairOptions {
 
     /// The impairment of a link with these properties.
     pub fn for_link(&self, props: &LinkProps, path_links: u32) -> Impairment {
-        let share = if props.impaired { self.per_link(path_links) } else { Impairment::default() };
+        let share = if props.impaired {
+            self.per_link(path_links)
+        } else {
+            Impairment::default()
+        };
         Impairment {
             latency_ms: props.latency.unwrap_or(share.latency_ms),
             jitter_ms: props.jitter.unwrap_or(share.jitter_ms),
@@ -198,7 +229,9 @@ pub fn netem_probe() -> (bool, String) {
                 let mut cmd = std::process::Command::new("tc");
                 cmd.args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
                 unsafe {
-                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || super::netns::enter(&fd));
+                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                        super::netns::enter(&fd)
+                    });
                 }
                 cmd.output()
             });
@@ -220,12 +253,22 @@ pub fn netem_available() -> bool {
 /// impairment removes the qdisc.
 pub fn netem_args(dev: &str, imp: &Impairment) -> Vec<String> {
     if imp.is_none() {
-        return ["qdisc", "del", "dev", dev, "root"].map(String::from).to_vec();
+        return ["qdisc", "del", "dev", dev, "root"]
+            .map(String::from)
+            .to_vec();
     }
-    let mut a: Vec<String> = ["qdisc", "replace", "dev", dev, "root", "netem", "limit", "100000"].map(String::from).to_vec();
+    let mut a: Vec<String> = [
+        "qdisc", "replace", "dev", dev, "root", "netem", "limit", "100000",
+    ]
+    .map(String::from)
+    .to_vec();
     a.extend(["delay".into(), format!("{}ms", imp.latency_ms)]);
     if imp.jitter_ms > 0.0 {
-        a.extend([format!("{}ms", imp.jitter_ms), "distribution".into(), "normal".into()]);
+        a.extend([
+            format!("{}ms", imp.jitter_ms),
+            "distribution".into(),
+            "normal".into(),
+        ]);
     }
     if imp.loss_pct > 0.0 {
         a.extend(["loss".into(), format!("{}%", imp.loss_pct)]);
@@ -241,7 +284,11 @@ pub fn plan(topo: &Topology, opts: &ImpairOptions) -> Vec<LinkImpairment> {
         .chain(switch_links)
         .map(|(link, props)| {
             let i = opts.for_link(props, topo.path_links);
-            LinkImpairment { link, forward: i, back: i }
+            LinkImpairment {
+                link,
+                forward: i,
+                back: i,
+            }
         })
         .collect()
 }
@@ -252,12 +299,24 @@ mod tests {
     use crate::topology::{builtin, Size};
 
     fn opts(latency: f64, jitter: f64, loss: f64) -> ImpairOptions {
-        ImpairOptions { latency_ms: latency, jitter, loss_pct: loss, ..Default::default() }
+        ImpairOptions {
+            latency_ms: latency,
+            jitter,
+            loss_pct: loss,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn wan_puts_half_the_latency_on_each_dc_link_and_none_on_hosts() {
-        let t = builtin("wan", Size { nodes: 3, clients: None }).unwrap();
+        let t = builtin(
+            "wan",
+            Size {
+                nodes: 3,
+                clients: None,
+            },
+        )
+        .unwrap();
         let p = plan(&t, &opts(20.0, 0.0, 10.0));
         let get = |n: &str| p.iter().find(|l| l.link == n).unwrap().forward;
         assert_eq!(get("h1"), Impairment::default());
@@ -271,7 +330,14 @@ mod tests {
 
     #[test]
     fn simple_impairs_every_host_link() {
-        let t = builtin("simple", Size { nodes: 3, clients: Some(2) }).unwrap();
+        let t = builtin(
+            "simple",
+            Size {
+                nodes: 3,
+                clients: Some(2),
+            },
+        )
+        .unwrap();
         let p = plan(&t, &opts(30.0, 0.2, 0.0));
         assert_eq!(p.len(), 5);
         for l in &p {
@@ -284,36 +350,74 @@ mod tests {
 
     #[test]
     fn fixed_link_values_override_the_command_line() {
-        let props = LinkProps { impaired: true, latency: Some(3.0), jitter: None, loss: Some(0.0) };
+        let props = LinkProps {
+            impaired: true,
+            latency: Some(3.0),
+            jitter: None,
+            loss: Some(0.0),
+        };
         let i = opts(20.0, 0.0, 5.0).for_link(&props, 2);
         assert_eq!((i.latency_ms, i.loss_pct), (3.0, 0.0));
     }
 
     #[test]
     fn bad_flags_are_refused_by_name() {
-        assert!(opts(-1.0, 0.0, 0.0).validate().unwrap_err().contains("--link-latency -1"));
-        assert!(opts(10.0, 0.0, 101.0).validate().unwrap_err().contains("--link-loss 101"));
-        assert!(opts(10.0, 0.0, -0.5).validate().unwrap_err().contains("--link-loss"));
-        assert!(opts(10.0, 1.5, 0.0).validate().unwrap_err().contains("may not exceed 1"));
-        assert!(opts(0.0, 0.5, 0.0).validate().unwrap_err().contains("needs a --link-latency"));
+        assert!(opts(-1.0, 0.0, 0.0)
+            .validate()
+            .unwrap_err()
+            .contains("--link-latency -1"));
+        assert!(opts(10.0, 0.0, 101.0)
+            .validate()
+            .unwrap_err()
+            .contains("--link-loss 101"));
+        assert!(opts(10.0, 0.0, -0.5)
+            .validate()
+            .unwrap_err()
+            .contains("--link-loss"));
+        assert!(opts(10.0, 1.5, 0.0)
+            .validate()
+            .unwrap_err()
+            .contains("may not exceed 1"));
+        assert!(opts(0.0, 0.5, 0.0)
+            .validate()
+            .unwrap_err()
+            .contains("needs a --link-latency"));
         assert!(opts(f64::NAN, 0.0, 0.0).validate().is_err());
         assert!(opts(20.0, 1.0, 100.0).validate().is_ok());
     }
 
     #[test]
     fn netem_arguments() {
-        let i = Impairment { latency_ms: 10.0, jitter_ms: 2.5, loss_pct: 5.0, reorder: false };
+        let i = Impairment {
+            latency_ms: 10.0,
+            jitter_ms: 2.5,
+            loss_pct: 5.0,
+            reorder: false,
+        };
         assert_eq!(
             netem_args("rk-h1", &i).join(" "),
             "qdisc replace dev rk-h1 root netem limit 100000 delay 10ms 2.5ms distribution normal loss 5%"
         );
-        assert_eq!(netem_args("eth0", &Impairment::default()).join(" "), "qdisc del dev eth0 root");
+        assert_eq!(
+            netem_args("eth0", &Impairment::default()).join(" "),
+            "qdisc del dev eth0 root"
+        );
     }
 
     #[test]
     fn link_values_are_checked() {
-        let i = Impairment { latency_ms: 1.0, jitter_ms: 2.0, loss_pct: 0.0, reorder: false };
+        let i = Impairment {
+            latency_ms: 1.0,
+            jitter_ms: 2.0,
+            loss_pct: 0.0,
+            reorder: false,
+        };
         assert!(i.validate().unwrap_err().contains("larger than latency"));
-        assert!(Impairment { loss_pct: 100.5, ..Default::default() }.validate().is_err());
+        assert!(Impairment {
+            loss_pct: 100.5,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -47,7 +47,11 @@ pub enum NetError {
     #[error("{0} already exists but no reckon run of this prefix owns it; remove it by hand or choose another --prefix")]
     Exists(String),
     #[error("host {host}: {what}: {source}")]
-    Host { host: String, what: String, source: io::Error },
+    Host {
+        host: String,
+        what: String,
+        source: io::Error,
+    },
     #[error(transparent)]
     Link(#[from] rtnl::RtnlError),
     #[error(transparent)]
@@ -55,7 +59,11 @@ pub enum NetError {
     #[error("interrupted")]
     Interrupted,
     #[error("no host named '{host}' in network '{prefix}'; hosts: {known}")]
-    NoSuchHost { host: String, prefix: String, known: String },
+    NoSuchHost {
+        host: String,
+        prefix: String,
+        known: String,
+    },
     #[error("no reckon network with prefix '{0}' (bring one up with `reckon topo up`)")]
     NoNetwork(String),
     #[error("network '{prefix}' belongs to a running reckon process{}; stop that process instead", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -134,7 +142,8 @@ pub struct Removed {
 
 impl std::fmt::Display for Removed {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         write!(
             f,
             "{}, {}, {}, {}",
@@ -147,29 +156,51 @@ impl std::fmt::Display for Removed {
 }
 
 pub fn require_root() -> Result<(), NetError> {
-    if nix::unistd::geteuid().is_root() { Ok(()) } else { Err(NetError::NotRoot) }
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(NetError::NotRoot)
+    }
 }
 
 pub fn validate_prefix(p: &str) -> Result<(), NetError> {
     let ok = (1..=6).contains(&p.len())
-        && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && p.starts_with(|c: char| c.is_ascii_lowercase());
-    if ok { Ok(()) } else { Err(NetError::BadPrefix(p.into())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(NetError::BadPrefix(p.into()))
+    }
 }
 
 /// The names a topology gets under a prefix.
 fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest, NetError> {
     opts.impair.validate().map_err(NetError::Impair)?;
     let fits = |name: String, what: String| {
-        if name.len() > IFNAMSIZ_MAX { Err(NetError::NameTooLong { name, what }) } else { Ok(name) }
+        if name.len() > IFNAMSIZ_MAX {
+            Err(NetError::NameTooLong { name, what })
+        } else {
+            Ok(name)
+        }
     };
-    let namespaces = topo.hosts.iter().map(|h| (h.name.clone(), format!("{prefix}-{}", h.name))).collect();
+    let namespaces = topo
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), format!("{prefix}-{}", h.name)))
+        .collect();
     let mut veths = Vec::new();
     for h in &topo.hosts {
-        veths.push(fits(host_port(prefix, h), format!("link of host {}", h.name))?);
+        veths.push(fits(
+            host_port(prefix, h),
+            format!("link of host {}", h.name),
+        )?);
     }
     let impairments = impair::plan(topo, &opts.impair);
-    let impaired = impairments.iter().any(|l| !l.forward.is_none() || !l.back.is_none());
+    let impaired = impairments
+        .iter()
+        .any(|l| !l.forward.is_none() || !l.back.is_none());
     let impair_backend = match (impaired || opts.impairable_all, opts.impair.backend) {
         (false, _) => None,
         (true, impair::Backend::Auto) => Some(if impair::netem_available() { impair::Backend::Netem } else { impair::Backend::Userspace }),
@@ -203,7 +234,10 @@ fn plan(prefix: &str, topo: &Topology, opts: &NetworkOptions) -> Result<Manifest
         .iter()
         .map(|s| fits(format!("{prefix}-{}", s.name), format!("switch {}", s.name)))
         .collect::<Result<_, _>>()?;
-    let created_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let created_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     Ok(Manifest {
         prefix: prefix.into(),
         owner: Some(std::process::id()),
@@ -229,7 +263,10 @@ pub fn link_group(prefix: &str) -> u32 {
         '0'..='9' => c as u32 - '0' as u32 + 27,
         _ => 0,
     };
-    prefix.chars().fold(0u32, |acc, c| acc.wrapping_mul(37).wrapping_add(digit(c))).wrapping_add(1 << 20)
+    prefix
+        .chars()
+        .fold(0u32, |acc, c| acc.wrapping_mul(37).wrapping_add(digit(c)))
+        .wrapping_add(1 << 20)
 }
 
 /// The MAC address of a host's interface: locally administered, then its IPv4 address.
@@ -268,7 +305,11 @@ fn link_exists(name: &str) -> bool {
 }
 
 fn check_interrupt() -> Result<(), NetError> {
-    if crate::signals::interrupted() { Err(NetError::Interrupted) } else { Ok(()) }
+    if crate::signals::interrupted() {
+        Err(NetError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// A built network. Dropping it tears everything down.
@@ -297,12 +338,21 @@ impl Network {
         let mut db = opts.ovs.connect_or_start()?;
         let claim = Claim::new(&opts.prefix)?;
         // Names we are about to create must be free: never adopt what someone else made.
-        for ns in manifest.namespaces.iter().map(|(_, ns)| ns).chain(&manifest.link_netns) {
+        for ns in manifest
+            .namespaces
+            .iter()
+            .map(|(_, ns)| ns)
+            .chain(&manifest.link_netns)
+        {
             if netns::exists(ns) {
                 return Err(NetError::Exists(format!("network namespace {ns}")));
             }
         }
-        let far_ends = topo.links.iter().enumerate().map(|(k, l)| switch_ports(&opts.prefix, k, &l.a, &l.b).1);
+        let far_ends = topo
+            .links
+            .iter()
+            .enumerate()
+            .map(|(k, l)| switch_ports(&opts.prefix, k, &l.a, &l.b).1);
         for v in manifest.veths.iter().cloned().chain(far_ends) {
             if link_exists(&v) {
                 return Err(NetError::Exists(format!("interface {v}")));
@@ -313,12 +363,24 @@ impl Network {
             return Err(NetError::Exists(format!("Open vSwitch bridge {b}")));
         }
         claim.write(&manifest).map_err(NetError::Registry)?;
-        let mut net = Network { claim, manifest, ovs: opts.ovs.clone(), owned: true, timings: Timings::default(), engine: None, switches: Default::default(), cuts: Vec::new() };
+        let mut net = Network {
+            claim,
+            manifest,
+            ovs: opts.ovs.clone(),
+            owned: true,
+            timings: Timings::default(),
+            engine: None,
+            switches: Default::default(),
+            cuts: Vec::new(),
+        };
         net.build(&mut db, opts.datapath)?;
         net.start_engine(opts)?;
         if opts.check {
             check_interrupt()?;
-            tracing::info!("checking {} host pairs over ICMP and TCP", topo.hosts.len() * (topo.hosts.len() - 1) / 2);
+            tracing::info!(
+                "checking {} host pairs over ICMP and TCP",
+                topo.hosts.len() * (topo.hosts.len() - 1) / 2
+            );
             let t = Instant::now();
             net.timings.pairs_checked = net.check()?;
             net.timings.check = t.elapsed();
@@ -336,7 +398,11 @@ impl Network {
         let t = Instant::now();
         tracing::info!("creating {} namespaces", self.manifest.namespaces.len());
         for (host, ns) in &self.manifest.namespaces {
-            netns::create(ns).map_err(|source| NetError::Host { host: host.clone(), what: format!("create namespace {ns}"), source })?;
+            netns::create(ns).map_err(|source| NetError::Host {
+                host: host.clone(),
+                what: format!("create namespace {ns}"),
+                source,
+            })?;
         }
         self.timings.namespaces = t.elapsed();
 
@@ -348,15 +414,29 @@ impl Network {
             .manifest
             .namespaces
             .iter()
-            .map(|(host, ns)| netns::open(ns).map_err(|source| NetError::Host { host: host.clone(), what: format!("open namespace {ns}"), source }))
+            .map(|(host, ns)| {
+                netns::open(ns).map_err(|source| NetError::Host {
+                    host: host.clone(),
+                    what: format!("open namespace {ns}"),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let group = link_group(&prefix);
         let split = |name: &str| self.manifest.split.iter().any(|s| s == name);
         // A split link's inner ends live in the link namespace, with the engine between them.
         let links_fd = match &self.manifest.link_netns {
             Some(ns) => {
-                netns::create(ns).map_err(|source| NetError::Host { host: "links".into(), what: format!("create namespace {ns}"), source })?;
-                Some(netns::open(ns).map_err(|source| NetError::Host { host: "links".into(), what: format!("open namespace {ns}"), source })?)
+                netns::create(ns).map_err(|source| NetError::Host {
+                    host: "links".into(),
+                    what: format!("create namespace {ns}"),
+                    source,
+                })?;
+                Some(netns::open(ns).map_err(|source| NetError::Host {
+                    host: "links".into(),
+                    what: format!("open namespace {ns}"),
+                    source,
+                })?)
             }
             None => None,
         };
@@ -371,10 +451,22 @@ impl Network {
             if split(&h.name) {
                 let (to_host, to_switch) = inner_host_ends(h);
                 reqs.push(rtnl::Request::add_veth(&port, group, &to_switch, lfd, None));
-                inner_reqs.push(rtnl::Request::add_veth(&to_host, 0, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
+                inner_reqs.push(rtnl::Request::add_veth(
+                    &to_host,
+                    0,
+                    HOST_IFNAME,
+                    ns_fd,
+                    Some(host_mac(h.ip)),
+                ));
                 inner_ends.extend([to_host, to_switch]);
             } else {
-                reqs.push(rtnl::Request::add_veth(&port, group, HOST_IFNAME, ns_fd, Some(host_mac(h.ip))));
+                reqs.push(rtnl::Request::add_veth(
+                    &port,
+                    group,
+                    HOST_IFNAME,
+                    ns_fd,
+                    Some(host_mac(h.ip)),
+                ));
             }
             root_ends.push(port);
         }
@@ -391,27 +483,54 @@ impl Network {
             root_ends.push(a);
             root_ends.push(b);
         }
-        let mut rt = rtnl::Rtnl::open().map_err(|source| NetError::Host { host: "root".into(), what: "open rtnetlink".into(), source })?;
-        rt.run_all(reqs).into_iter().collect::<Result<Vec<()>, _>>()?;
+        let mut rt = rtnl::Rtnl::open().map_err(|source| NetError::Host {
+            host: "root".into(),
+            what: "open rtnetlink".into(),
+            source,
+        })?;
+        rt.run_all(reqs)
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
         // Root-side ends: no IPv6 (no stray solicitations into the switches), no checksum
         // offload, then up.
-        let eth = ethtool::Ethtool::open().map_err(|source| NetError::Host { host: "root".into(), what: "open ethtool socket".into(), source })?;
+        let eth = ethtool::Ethtool::open().map_err(|source| NetError::Host {
+            host: "root".into(),
+            what: "open ethtool socket".into(),
+            source,
+        })?;
         for end in &root_ends {
             netns::disable_ipv6(end);
-            eth.tx_checksum_off(end).map_err(|source| NetError::Host { host: "root".into(), what: format!("configure {end}"), source })?;
+            eth.tx_checksum_off(end).map_err(|source| NetError::Host {
+                host: "root".into(),
+                what: format!("configure {end}"),
+                source,
+            })?;
         }
-        rt.run_all(root_ends.iter().map(|e| rtnl::Request::link_up(e)).collect()).into_iter().collect::<Result<Vec<()>, _>>()?;
+        rt.run_all(
+            root_ends
+                .iter()
+                .map(|e| rtnl::Request::link_up(e))
+                .collect(),
+        )
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
         if let Some(fd) = &links_fd {
-            let err = |what: String, source: io::Error| NetError::Host { host: "links".into(), what, source };
+            let err = |what: String, source: io::Error| NetError::Host {
+                host: "links".into(),
+                what,
+                source,
+            };
             netns::in_netns(fd, || -> Result<(), NetError> {
                 let mut rt = rtnl::Rtnl::open().map_err(|e| err("open rtnetlink".into(), e))?;
                 inner_reqs.extend(inner_ends.iter().map(|e| rtnl::Request::link_up(e)));
                 for r in rt.run_all(inner_reqs) {
                     r?;
                 }
-                let eth = ethtool::Ethtool::open().map_err(|e| err("open ethtool socket".into(), e))?;
+                let eth =
+                    ethtool::Ethtool::open().map_err(|e| err("open ethtool socket".into(), e))?;
                 for end in &inner_ends {
-                    eth.tx_checksum_off(end).map_err(|e| err(format!("configure {end}"), e))?;
+                    eth.tx_checksum_off(end)
+                        .map_err(|e| err(format!("configure {end}"), e))?;
                 }
                 Ok(())
             })
@@ -429,21 +548,39 @@ impl Network {
                 .zip(&fds)
                 .map(|(h, fd)| s.spawn(|| configure_host(h, fd, &topo)))
                 .collect();
-            handles.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            handles
+                .into_iter()
+                .map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         });
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.timings.hosts = t.elapsed();
 
         // Switches: every bridge and port in one OVSDB transaction.
         check_interrupt()?;
-        tracing::info!("creating {} switches ({} datapath)", topo.switches.len(), match datapath.resolve() { Datapath::Kernel => "kernel", _ => "userspace" });
+        tracing::info!(
+            "creating {} switches ({} datapath)",
+            topo.switches.len(),
+            match datapath.resolve() {
+                Datapath::Kernel => "kernel",
+                _ => "userspace",
+            }
+        );
         let t = Instant::now();
         let mut bridges: Vec<ovs::BridgeSpec> = topo
             .switches
             .iter()
-            .map(|s| ovs::BridgeSpec { name: format!("{prefix}-{}", s.name), ports: Vec::new() })
+            .map(|s| ovs::BridgeSpec {
+                name: format!("{prefix}-{}", s.name),
+                ports: Vec::new(),
+            })
             .collect();
-        let idx = |name: &str| topo.switches.iter().position(|s| s.name == name).expect("validated switch name");
+        let idx = |name: &str| {
+            topo.switches
+                .iter()
+                .position(|s| s.name == name)
+                .expect("validated switch name")
+        };
         for h in &topo.hosts {
             bridges[idx(&h.switch)].ports.push(host_port(&prefix, h));
         }
@@ -463,7 +600,10 @@ impl Network {
     fn start_engine(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
         if self.manifest.impair_backend == Some(impair::Backend::Userspace) {
             check_interrupt()?;
-            tracing::info!("starting the userspace impairment engine for {} links", self.manifest.split.len());
+            tracing::info!(
+                "starting the userspace impairment engine for {} links",
+                self.manifest.split.len()
+            );
             self.engine = Some(start_engine(&self.manifest, opts)?);
         }
         Ok(())
@@ -488,7 +628,12 @@ impl Network {
     }
 
     /// Change a link's impairment while the network runs (either direction left `None` stays).
-    pub fn set_impairment(&mut self, link: &str, forward: Option<impair::Impairment>, back: Option<impair::Impairment>) -> Result<(), NetError> {
+    pub fn set_impairment(
+        &mut self,
+        link: &str,
+        forward: Option<impair::Impairment>,
+        back: Option<impair::Impairment>,
+    ) -> Result<(), NetError> {
         set_impairment(&mut self.manifest, link, forward, back)?;
         self.claim.write(&self.manifest).map_err(NetError::Registry)
     }
@@ -511,8 +656,16 @@ impl Network {
             .iter()
             .map(|h| {
                 let ns = self.manifest.netns_of(&h.name).unwrap_or_default();
-                let netns = netns::open(ns).map_err(|source| NetError::Host { host: h.name.clone(), what: "open namespace".into(), source })?;
-                Ok(check::Endpoint { name: h.name.clone(), netns, ip: h.ip })
+                let netns = netns::open(ns).map_err(|source| NetError::Host {
+                    host: h.name.clone(),
+                    what: "open namespace".into(),
+                    source,
+                })?;
+                Ok(check::Endpoint {
+                    name: h.name.clone(),
+                    netns,
+                    ip: h.ip,
+                })
             })
             .collect()
     }
@@ -530,16 +683,26 @@ impl Network {
     }
 
     /// A command that will run inside `host`'s namespace.
-    pub fn command(&self, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command, NetError> {
+    pub fn command(
+        &self,
+        host: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+    ) -> Result<Command, NetError> {
         command_in(&self.manifest, host, program)
     }
 
     /// Open OpenFlow connections to every switch now, so that later cuts take effect at once.
     pub fn connect_switches(&mut self) -> Result<(), NetError> {
-        let rundir = self.ovs.socket.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| "/var/run/openvswitch".into());
+        let rundir = self
+            .ovs
+            .socket
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| "/var/run/openvswitch".into());
         for b in self.manifest.bridges.clone() {
             if !self.switches.contains_key(&b) {
-                let c = openflow::OfConn::connect(&rundir, &b).map_err(|e| NetError::Impair(format!("OpenFlow connection to {b}: {e}")))?;
+                let c = openflow::OfConn::connect(&rundir, &b)
+                    .map_err(|e| NetError::Impair(format!("OpenFlow connection to {b}: {e}")))?;
                 self.switches.insert(b, c);
             }
         }
@@ -548,33 +711,53 @@ impl Network {
 
     /// Cut hosts `a` from hosts `b` (both ways, or only a -> b when `oneway`): drop rules on the
     /// switch where each source's packets enter. Returns the number of directed pairs cut.
-    pub fn partition(&mut self, a: &[String], b: &[String], oneway: bool) -> Result<usize, NetError> {
+    pub fn partition(
+        &mut self,
+        a: &[String],
+        b: &[String],
+        oneway: bool,
+    ) -> Result<usize, NetError> {
         self.connect_switches()?;
         let topo = &self.manifest.topology;
         let host = |n: &String| {
             topo.host(n).ok_or_else(|| NetError::NoSuchHost {
                 host: n.clone(),
                 prefix: self.manifest.prefix.clone(),
-                known: topo.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: topo
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         };
-        let mut by_bridge: std::collections::BTreeMap<String, Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>> = Default::default();
+        let mut by_bridge: std::collections::BTreeMap<
+            String,
+            Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+        > = Default::default();
         for x in a {
             for y in b {
                 let (hx, hy) = (host(x)?, host(y)?);
                 if hx.name == hy.name {
                     continue;
                 }
-                by_bridge.entry(format!("{}-{}", self.manifest.prefix, hx.switch)).or_default().push((hx.ip, hy.ip));
+                by_bridge
+                    .entry(format!("{}-{}", self.manifest.prefix, hx.switch))
+                    .or_default()
+                    .push((hx.ip, hy.ip));
                 if !oneway {
-                    by_bridge.entry(format!("{}-{}", self.manifest.prefix, hy.switch)).or_default().push((hy.ip, hx.ip));
+                    by_bridge
+                        .entry(format!("{}-{}", self.manifest.prefix, hy.switch))
+                        .or_default()
+                        .push((hy.ip, hx.ip));
                 }
             }
         }
         let mut n = 0;
         for (bridge, pairs) in by_bridge {
             let conn = self.switches.get_mut(&bridge).expect("connected above");
-            conn.drops(&pairs, true).map_err(|e| NetError::Impair(format!("partition on {bridge}: {e}")))?;
+            conn.drops(&pairs, true)
+                .map_err(|e| NetError::Impair(format!("partition on {bridge}: {e}")))?;
             n += pairs.len();
             self.cuts.push((bridge, pairs));
         }
@@ -586,15 +769,22 @@ impl Network {
     /// forwarding cached flows until ovs-vswitchd's revalidators catch up (up to half a second):
     /// purge the cache, so the next packets are switched under the new rules at once.
     fn purge_datapath(&self) -> Result<(), NetError> {
-        self.ovs.vswitchd_command("revalidator/purge", &[]).map(|_| ()).map_err(NetError::Ovs)
+        self.ovs
+            .vswitchd_command("revalidator/purge", &[])
+            .map(|_| ())
+            .map_err(NetError::Ovs)
     }
 
     /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
     pub fn heal(&mut self) -> Result<usize, NetError> {
         let mut n = 0;
         for (bridge, pairs) in std::mem::take(&mut self.cuts) {
-            let conn = self.switches.get_mut(&bridge).expect("cut through this connection");
-            conn.drops(&pairs, false).map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
+            let conn = self
+                .switches
+                .get_mut(&bridge)
+                .expect("cut through this connection");
+            conn.drops(&pairs, false)
+                .map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
             n += pairs.len();
         }
         if n > 0 {
@@ -613,7 +803,9 @@ impl Network {
     /// Leave the network up after this process exits; `reckon topo down` (or `clean`) removes it.
     pub fn detach(mut self) -> Result<Manifest, NetError> {
         self.manifest.owner = None;
-        self.claim.write(&self.manifest).map_err(NetError::Registry)?;
+        self.claim
+            .write(&self.manifest)
+            .map_err(NetError::Registry)?;
         self.owned = false;
         self.engine = None;
         Ok(self.manifest.clone())
@@ -640,7 +832,10 @@ impl Drop for Network {
         if self.owned {
             self.owned = false;
             if let Err(e) = teardown(&self.claim, &self.manifest, &self.ovs) {
-                eprintln!("reckon: tearing down network '{}': {e}", self.manifest.prefix);
+                eprintln!(
+                    "reckon: tearing down network '{}': {e}",
+                    self.manifest.prefix
+                );
             }
             self.reap_engine();
         }
@@ -651,16 +846,28 @@ impl Drop for Network {
 /// every other host (no ARP storms when many hosts first talk at once, and a healed partition
 /// carries traffic at once instead of waiting for ARP to recover).
 fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, topo: &Topology) -> Result<(), NetError> {
-    let err = |what: &str, source: io::Error| NetError::Host { host: h.name.clone(), what: what.into(), source };
+    let err = |what: &str, source: io::Error| NetError::Host {
+        host: h.name.clone(),
+        what: what.into(),
+        source,
+    };
     netns::in_netns(fd, || -> Result<(), NetError> {
         ethtool::Ethtool::open()
             .and_then(|e| e.tx_checksum_off(HOST_IFNAME))
             .map_err(|e| err("turn off tx checksum offload", e))?;
-        let index = nix::net::if_::if_nametoindex(HOST_IFNAME).map_err(|e| err("find eth0", e.into()))?;
+        let index =
+            nix::net::if_::if_nametoindex(HOST_IFNAME).map_err(|e| err("find eth0", e.into()))?;
         let mut rt = rtnl::Rtnl::open().map_err(|e| err("open rtnetlink", e))?;
-        let mut reqs = vec![rtnl::Request::add_ipv4(index, h.ip, topo.prefix_len), rtnl::Request::link_up(HOST_IFNAME)];
+        let mut reqs = vec![
+            rtnl::Request::add_ipv4(index, h.ip, topo.prefix_len),
+            rtnl::Request::link_up(HOST_IFNAME),
+        ];
         for other in topo.hosts.iter().filter(|o| o.name != h.name) {
-            reqs.push(rtnl::Request::add_neighbour(index, other.ip, host_mac(other.ip)));
+            reqs.push(rtnl::Request::add_neighbour(
+                index,
+                other.ip,
+                host_mac(other.ip),
+            ));
         }
         for r in rt.run_all(reqs) {
             r.map_err(|e| err(&e.what, e.error))?;
@@ -706,29 +913,63 @@ fn start_engine(m: &Manifest, opts: &NetworkOptions) -> Result<std::process::Chi
             let ends = match m.topology.host(&li.link) {
                 Some(h) => inner_host_ends(h),
                 None => {
-                    let k = m.topology.links.iter().position(|l| l.name() == li.link).expect("planned link");
+                    let k = m
+                        .topology
+                        .links
+                        .iter()
+                        .position(|l| l.name() == li.link)
+                        .expect("planned link");
                     inner_switch_ends(k)
                 }
             };
             // Clear at first: impairment is set once the network's own latency is measured.
-            engine::EngineLink { link: li.link.clone(), ends: [ends.0, ends.1], forward: Default::default(), back: Default::default() }
+            engine::EngineLink {
+                link: li.link.clone(),
+                ends: [ends.0, ends.1],
+                forward: Default::default(),
+                back: Default::default(),
+            }
         })
         .collect();
-    let spec = engine::EngineSpec { seed: opts.impair.seed, control, links };
-    spawn_engine(&spec, &m.prefix, m.link_netns.as_deref().unwrap_or_default(), &engine_bin(opts))
+    let spec = engine::EngineSpec {
+        seed: opts.impair.seed,
+        control,
+        links,
+    };
+    spawn_engine(
+        &spec,
+        &m.prefix,
+        m.link_netns.as_deref().unwrap_or_default(),
+        &engine_bin(opts),
+    )
 }
 
 /// Run `bin __impair-engine` for `spec` inside namespace `link_netns`, in a session of its own
 /// (a Ctrl-C in the terminal does not reach it; teardown stops it), and wait for its `ready`.
 /// Its spec and log go to the network's engine files.
-pub fn spawn_engine(spec: &engine::EngineSpec, prefix: &str, link_netns: &str, bin: &std::path::Path) -> Result<std::process::Child, NetError> {
+pub fn spawn_engine(
+    spec: &engine::EngineSpec,
+    prefix: &str,
+    link_netns: &str,
+    bin: &std::path::Path,
+) -> Result<std::process::Child, NetError> {
     let (spec_path, _, log_path) = registry::engine_paths(prefix);
     let fail = |e: String| NetError::Engine(e);
-    std::fs::write(&spec_path, serde_json::to_vec_pretty(spec).map_err(|e| fail(e.to_string()))?).map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
-    let log = std::fs::File::create(&log_path).map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
-    let ns = netns::open(link_netns).map_err(|e| fail(format!("open link namespace {link_netns}: {e}")))?;
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec_pretty(spec).map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(|e| fail(format!("{}: {e}", spec_path.display())))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
+    let ns = netns::open(link_netns)
+        .map_err(|e| fail(format!("open link namespace {link_netns}: {e}")))?;
     let mut cmd = Command::new(bin);
-    cmd.arg("__impair-engine").arg(&spec_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    cmd.arg("__impair-engine")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
     unsafe {
         cmd.pre_exec(move || {
             netns::enter(&ns)?;
@@ -736,7 +977,9 @@ pub fn spawn_engine(spec: &engine::EngineSpec, prefix: &str, link_netns: &str, b
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| fail(format!("could not run {}: {e}", bin.display())))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("could not run {}: {e}", bin.display())))?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -750,8 +993,16 @@ pub fn spawn_engine(spec: &engine::EngineSpec, prefix: &str, link_netns: &str, b
             let _ = child.kill();
             let _ = child.wait();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let why = if other.is_err() { "no answer within 10 s".to_string() } else { "it exited".to_string() };
-            Err(fail(format!("{why}; its log ({}):\n{}", log_path.display(), log.trim())))
+            let why = if other.is_err() {
+                "no answer within 10 s".to_string()
+            } else {
+                "it exited".to_string()
+            };
+            Err(fail(format!(
+                "{why}; its log ({}):\n{}",
+                log_path.display(),
+                log.trim()
+            )))
         }
     }
 }
@@ -761,7 +1012,10 @@ pub fn spawn_engine(spec: &engine::EngineSpec, prefix: &str, link_netns: &str, b
 fn netem_devices(m: &Manifest, link: &str) -> Option<[(String, Option<String>); 2]> {
     if let Some(h) = m.topology.host(link) {
         let ns = m.netns_of(&h.name).map(String::from);
-        return Some([(HOST_IFNAME.to_string(), ns), (host_port(&m.prefix, h), None)]);
+        return Some([
+            (HOST_IFNAME.to_string(), ns),
+            (host_port(&m.prefix, h), None),
+        ]);
     }
     let k = m.topology.links.iter().position(|l| l.name() == link)?;
     let l = &m.topology.links[k];
@@ -771,35 +1025,57 @@ fn netem_devices(m: &Manifest, link: &str) -> Option<[(String, Option<String>); 
 
 /// Set `li` (as given, already compensated) with netem qdiscs.
 fn apply_netem(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
-    let devs = netem_devices(m, &li.link).ok_or_else(|| NetError::Impair(format!("no link named '{}'", li.link)))?;
+    let devs = netem_devices(m, &li.link)
+        .ok_or_else(|| NetError::Impair(format!("no link named '{}'", li.link)))?;
     for ((dev, ns), imp) in devs.iter().zip([li.forward, li.back]) {
         let args = impair::netem_args(dev, &imp);
         let mut cmd = Command::new("tc");
         cmd.args(&args);
         if let Some(ns) = ns {
-            let fd = netns::open(ns).map_err(|e| NetError::Impair(format!("open namespace {ns}: {e}")))?;
+            let fd = netns::open(ns)
+                .map_err(|e| NetError::Impair(format!("open namespace {ns}: {e}")))?;
             unsafe {
                 cmd.pre_exec(move || netns::enter(&fd));
             }
         }
-        let o = cmd.output().map_err(|e| NetError::Impair(format!("could not run tc: {e}")))?;
+        let o = cmd
+            .output()
+            .map_err(|e| NetError::Impair(format!("could not run tc: {e}")))?;
         let stderr = String::from_utf8_lossy(&o.stderr);
         // Removing a qdisc that is not there is fine.
         if !o.status.success() && !(imp.is_none() && stderr.contains("No such file")) {
-            return Err(NetError::Impair(format!("tc {}: {}", args.join(" "), stderr.trim())));
+            return Err(NetError::Impair(format!(
+                "tc {}: {}",
+                args.join(" "),
+                stderr.trim()
+            )));
         }
     }
     Ok(())
 }
 
 /// Change a link's impairment in a live network described by `m` (and record it in `m`).
-pub fn set_impairment(m: &mut Manifest, link: &str, forward: Option<impair::Impairment>, back: Option<impair::Impairment>) -> Result<(), NetError> {
+pub fn set_impairment(
+    m: &mut Manifest,
+    link: &str,
+    forward: Option<impair::Impairment>,
+    back: Option<impair::Impairment>,
+) -> Result<(), NetError> {
     for i in [forward, back].iter().flatten() {
         i.validate().map_err(NetError::Impair)?;
     }
-    let known = || m.impairments.iter().map(|l| l.link.as_str()).collect::<Vec<_>>().join(", ");
+    let known = || {
+        m.impairments
+            .iter()
+            .map(|l| l.link.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let Some(idx) = m.impairments.iter().position(|l| l.link == link) else {
-        return Err(NetError::Impair(format!("no link named '{link}'; links: {}", known())));
+        return Err(NetError::Impair(format!(
+            "no link named '{link}'; links: {}",
+            known()
+        )));
     };
     let mut li = m.impairments[idx].clone();
     li.forward = forward.unwrap_or(li.forward);
@@ -812,7 +1088,11 @@ pub fn set_impairment(m: &mut Manifest, link: &str, forward: Option<impair::Impa
 /// Set a link's impairment (less the network's latency compensation) through its backend.
 fn apply(m: &Manifest, li: &impair::LinkImpairment) -> Result<(), NetError> {
     let c = m.latency_compensation_ms;
-    let applied = impair::LinkImpairment { link: li.link.clone(), forward: li.forward.compensated(c), back: li.back.compensated(c) };
+    let applied = impair::LinkImpairment {
+        link: li.link.clone(),
+        forward: li.forward.compensated(c),
+        back: li.back.compensated(c),
+    };
     match m.impair_backend {
         Some(impair::Backend::Userspace) => {
             if !m.split.contains(&li.link) {
@@ -856,18 +1136,31 @@ fn calibrate(m: &Manifest) -> Result<f64, NetError> {
     let mut best: Option<(usize, &Host, &Host)> = None;
     for (i, a) in hosts.iter().enumerate() {
         for b in &hosts[i + 1..] {
-            let k = m.topology.path(&a.name, &b.name).map(|p| p.iter().filter(|l| delayed.contains(&l.as_str())).count()).unwrap_or(0);
+            let k = m
+                .topology
+                .path(&a.name, &b.name)
+                .map(|p| p.iter().filter(|l| delayed.contains(&l.as_str())).count())
+                .unwrap_or(0);
             if k > best.map_or(0, |(bk, _, _)| bk) {
                 best = Some((k, a, b));
             }
         }
     }
-    let Some((k, a, b)) = best else { return Ok(0.0) };
-    let fd = netns::open(m.netns_of(&a.name).unwrap_or_default()).map_err(|e| NetError::Impair(format!("calibration: {e}")))?;
+    let Some((k, a, b)) = best else {
+        return Ok(0.0);
+    };
+    let fd = netns::open(m.netns_of(&a.name).unwrap_or_default())
+        .map_err(|e| NetError::Impair(format!("calibration: {e}")))?;
     // Spaced like a workload's packets, so the switches' wake-up from idle is counted too.
-    let mut rtts = check::rtts(&fd, b.ip, 25, Duration::from_millis(20)).map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
+    let mut rtts = check::rtts(&fd, b.ip, 25, Duration::from_millis(20))
+        .map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
     if rtts.len() < 15 {
-        return Err(NetError::Impair(format!("calibration: {} -> {} answered {} of 25 pings", a.name, b.name, rtts.len())));
+        return Err(NetError::Impair(format!(
+            "calibration: {} -> {} answered {} of 25 pings",
+            a.name,
+            b.name,
+            rtts.len()
+        )));
     }
     let mut rtts = rtts.split_off(5); // the first ones warm up flows and caches
     rtts.sort();
@@ -883,18 +1176,32 @@ pub fn impairment_stats(m: &Manifest) -> Result<Vec<engine::DirStats>, NetError>
         return Ok(Vec::new());
     }
     let (_, control, _) = registry::engine_paths(&m.prefix);
-    let r = engine::request(&control, &engine::Request::Stats).map_err(|e| NetError::Impair(format!("impairment engine: {e}")))?;
+    let r = engine::request(&control, &engine::Request::Stats)
+        .map_err(|e| NetError::Impair(format!("impairment engine: {e}")))?;
     Ok(r.stats)
 }
 
 /// A command that will run inside `host`'s namespace of the network `m`.
-pub fn command_in(m: &Manifest, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command, NetError> {
+pub fn command_in(
+    m: &Manifest,
+    host: &str,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Result<Command, NetError> {
     let ns = m.netns_of(host).ok_or_else(|| NetError::NoSuchHost {
         host: host.into(),
         prefix: m.prefix.clone(),
-        known: m.namespaces.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(", "),
+        known: m
+            .namespaces
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
-    let fd = netns::open(ns).map_err(|source| NetError::Host { host: host.into(), what: format!("open namespace {ns}"), source })?;
+    let fd = netns::open(ns).map_err(|source| NetError::Host {
+        host: host.into(),
+        what: format!("open namespace {ns}"),
+        source,
+    })?;
     let mut cmd = Command::new(program);
     unsafe {
         cmd.pre_exec(move || netns::enter(&fd));
@@ -926,7 +1233,9 @@ pub(crate) fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<R
     // Scratch directories, now that no process of the run uses them.
     for d in &m.scratch {
         match std::fs::remove_dir_all(d) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => problems.push(format!("remove {}: {e}", d.display())),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                problems.push(format!("remove {}: {e}", d.display()))
+            }
             _ => {}
         }
     }
@@ -980,7 +1289,11 @@ pub(crate) fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<R
             db.del_bridges(&m.bridges)?;
             let after = db.bridges()?;
             removed.bridges = m.bridges.iter().filter(|b| before.contains(b)).count();
-            Ok(m.bridges.iter().filter(|b| after.contains(b)).cloned().collect::<Vec<_>>())
+            Ok(m.bridges
+                .iter()
+                .filter(|b| after.contains(b))
+                .cloned()
+                .collect::<Vec<_>>())
         }) {
             Ok(left) if left.is_empty() => {}
             Ok(left) => problems.push(format!("bridges still present: {}", left.join(", "))),
@@ -1004,7 +1317,10 @@ pub(crate) fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<R
 pub fn down(prefix: &str, ovs: &OvsConfig) -> Result<Removed, NetError> {
     require_root()?;
     match Claim::take_over(prefix).map_err(NetError::Registry)? {
-        None => Err(NetError::Owned { prefix: prefix.into(), pid: registry::read(prefix).ok().flatten().and_then(|m| m.owner) }),
+        None => Err(NetError::Owned {
+            prefix: prefix.into(),
+            pid: registry::read(prefix).ok().flatten().and_then(|m| m.owner),
+        }),
         Some((_, None)) => Err(NetError::NoNetwork(prefix.into())),
         Some((claim, Some(m))) => teardown(&claim, &m, ovs),
     }
@@ -1034,7 +1350,11 @@ pub fn clean(only: Option<&str>, ovs: &OvsConfig) -> Result<(Vec<Cleaned>, Vec<S
             Some((_, None)) => {}
             Some((claim, Some(m))) => {
                 let result = teardown(&claim, &m, ovs);
-                done.push(Cleaned { prefix: p, result, crashed: m.owner.is_some() });
+                done.push(Cleaned {
+                    prefix: p,
+                    result,
+                    crashed: m.owner.is_some(),
+                });
             }
         }
     }
@@ -1043,7 +1363,10 @@ pub fn clean(only: Option<&str>, ovs: &OvsConfig) -> Result<(Vec<Cleaned>, Vec<S
 
 /// Shown by `reckon topo up`: one line per host.
 pub fn describe(m: &Manifest) -> String {
-    let mut s = format!("{:<8} {:<7} {:<4} {:<15} {:<8} {}\n", "HOST", "ROLE", "DC", "ADDRESS", "SWITCH", "NAMESPACE");
+    let mut s = format!(
+        "{:<8} {:<7} {:<4} {:<15} {:<8} {}\n",
+        "HOST", "ROLE", "DC", "ADDRESS", "SWITCH", "NAMESPACE"
+    );
     for h in &m.topology.hosts {
         s += &format!(
             "{:<8} {:<7} {:<4} {:<15} {:<8} {}\n",
@@ -1074,7 +1397,9 @@ mod tests {
 
     #[test]
     fn link_groups_differ_between_prefixes() {
-        let all = ["rk", "rk1", "rka", "a", "b", "aa", "zzzzzz", "a00000", "tcy", "tcya"];
+        let all = [
+            "rk", "rk1", "rka", "a", "b", "aa", "zzzzzz", "a00000", "tcy", "tcya",
+        ];
         let groups: std::collections::HashSet<u32> = all.iter().map(|p| link_group(p)).collect();
         assert_eq!(groups.len(), all.len());
         assert!(all.iter().all(|p| link_group(p) > 1 << 20));
@@ -1087,11 +1412,23 @@ mod tests {
 
     #[test]
     fn plan_names_everything_after_the_prefix() {
-        let t = crate::topology::builtin("wan", crate::topology::Size { nodes: 3, clients: None }).unwrap();
+        let t = crate::topology::builtin(
+            "wan",
+            crate::topology::Size {
+                nodes: 3,
+                clients: None,
+            },
+        )
+        .unwrap();
         let m = plan("rk", &t, &NetworkOptions::default()).unwrap();
         assert_eq!(m.netns_of("h1"), Some("rk-h1"));
-        assert!(m.veths.contains(&"rk-mc3".to_string()) && m.veths.contains(&"rk-s2-s1".to_string()));
+        assert!(
+            m.veths.contains(&"rk-mc3".to_string()) && m.veths.contains(&"rk-s2-s1".to_string())
+        );
         assert_eq!(m.bridges, ["rk-s1", "rk-s2", "rk-s3", "rk-s4"]);
-        assert_eq!(switch_ports("abcdef", 7, "longname", "other"), ("abcdef-L7a".into(), "abcdef-L7b".into()));
+        assert_eq!(
+            switch_ports("abcdef", 7, "longname", "other"),
+            ("abcdef-L7a".into(), "abcdef-L7b".into())
+        );
     }
 }

@@ -35,9 +35,16 @@ fn prepare_dir() -> io::Result<()> {
     match mount(None::<&str>, NETNS_DIR, None::<&str>, shared, None::<&str>) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EINVAL) => {
-            mount(Some(NETNS_DIR), NETNS_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(io::Error::from)?;
-            mount(None::<&str>, NETNS_DIR, None::<&str>, shared, None::<&str>).map_err(io::Error::from)
+            mount(
+                Some(NETNS_DIR),
+                NETNS_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(io::Error::from)?;
+            mount(None::<&str>, NETNS_DIR, None::<&str>, shared, None::<&str>)
+                .map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
     }
@@ -47,18 +54,28 @@ fn prepare_dir() -> io::Result<()> {
 pub fn create(name: &str) -> io::Result<()> {
     prepare_dir()?;
     let target = path(name);
-    fs::OpenOptions::new().write(true).create_new(true).open(&target)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)?;
     let t = target.clone();
     let made = std::thread::spawn(move || -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
-        mount(Some("/proc/thread-self/ns/net"), &t, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &t,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
         // IPv4 only: IPv6's router solicitations, DAD and MLD reports would be stray traffic on
         // every link (and would draw from the links' loss generators).
         for conf in ["all", "default"] {
             let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
         }
         let mut rtnl = super::rtnl::Rtnl::open()?;
-        rtnl.run(super::rtnl::Request::link_up("lo")).map_err(|e| e.error)?;
+        rtnl.run(super::rtnl::Request::link_up("lo"))
+            .map_err(|e| e.error)?;
         Ok(())
     })
     .join()
@@ -89,7 +106,10 @@ pub fn delete(name: &str) -> io::Result<()> {
 
 /// Turn IPv6 off on one interface of the calling thread's namespace (missing IPv6 is fine).
 pub fn disable_ipv6(ifname: &str) {
-    let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
+    let _ = fs::write(
+        format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+        "1",
+    );
 }
 
 pub fn open(name: &str) -> io::Result<OwnedFd> {
@@ -121,8 +141,12 @@ fn identity(p: &Path) -> Option<(u64, u64)> {
 
 /// Process ids whose network namespace is the named one.
 pub fn pids(name: &str) -> Vec<Pid> {
-    let Some(id) = identity(&path(name)) else { return Vec::new() };
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let Some(id) = identity(&path(name)) else {
+        return Vec::new();
+    };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| identity(Path::new(&format!("/proc/{pid}/ns/net"))) == Some(id))

@@ -36,13 +36,20 @@ impl OfConn {
     /// Connect to `<rundir>/<bridge>.mgmt` and say hello.
     pub fn connect(rundir: &Path, bridge: &str) -> io::Result<OfConn> {
         let path = rundir.join(format!("{bridge}.mgmt"));
-        let stream = UnixStream::connect(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let stream = UnixStream::connect(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut c = OfConn { stream, xid: 0, bridge: bridge.into() };
+        let mut c = OfConn {
+            stream,
+            xid: 0,
+            bridge: bridge.into(),
+        };
         c.send(OFPT_HELLO, &[])?;
         let (ty, _) = c.recv()?;
         if ty != OFPT_HELLO {
-            return Err(io::Error::other(format!("{bridge}: expected OpenFlow hello, got type {ty}")));
+            return Err(io::Error::other(format!(
+                "{bridge}: expected OpenFlow hello, got type {ty}"
+            )));
         }
         Ok(c)
     }
@@ -107,8 +114,18 @@ impl OfConn {
             match ty {
                 OFPT_BARRIER_REPLY => return Ok(()),
                 OFPT_ERROR => {
-                    let (t, c) = if body.len() >= 4 { (u16::from_be_bytes([body[0], body[1]]), u16::from_be_bytes([body[2], body[3]])) } else { (0, 0) };
-                    return Err(io::Error::other(format!("{}: OpenFlow error type {t} code {c}", self.bridge)));
+                    let (t, c) = if body.len() >= 4 {
+                        (
+                            u16::from_be_bytes([body[0], body[1]]),
+                            u16::from_be_bytes([body[2], body[3]]),
+                        )
+                    } else {
+                        (0, 0)
+                    };
+                    return Err(io::Error::other(format!(
+                        "{}: OpenFlow error type {t} code {c}",
+                        self.bridge
+                    )));
                 }
                 OFPT_ECHO_REQUEST => {
                     self.send(OFPT_ECHO_REPLY, &body)?;
@@ -124,7 +141,8 @@ impl OfConn {
 mod tests {
     #[test]
     fn a_flow_mod_has_openflow_1_0s_size() {
-        let b = super::OfConn::flow_mod("10.0.1.1".parse().unwrap(), "10.0.1.2".parse().unwrap(), 0);
+        let b =
+            super::OfConn::flow_mod("10.0.1.1".parse().unwrap(), "10.0.1.2".parse().unwrap(), 0);
         assert_eq!(b.len() + 8, 72);
         assert_eq!(&b[28..32], &[10, 0, 1, 1][..]);
         assert_eq!(&b[32..36], &[10, 0, 1, 2][..]);

@@ -52,7 +52,11 @@ pub fn kernel_module_present() -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum OvsError {
     #[error("cannot reach Open vSwitch at {socket}: {detail}\n  fix: install it with `scripts/setup.sh` (Debian package openvswitch-switch) and start it with `{ctl} start`")]
-    Unavailable { socket: PathBuf, ctl: PathBuf, detail: String },
+    Unavailable {
+        socket: PathBuf,
+        ctl: PathBuf,
+        detail: String,
+    },
     #[error("OVSDB at {socket}: {detail}")]
     Protocol { socket: PathBuf, detail: String },
     #[error("OVSDB transaction failed: {0}")]
@@ -100,7 +104,10 @@ impl OvsConfig {
                 return Ok(db);
             }
         }
-        tracing::warn!("Open vSwitch is not running; starting it with `{} start`", self.ctl.display());
+        tracing::warn!(
+            "Open vSwitch is not running; starting it with `{} start`",
+            self.ctl.display()
+        );
         let out = Command::new(&self.ctl).arg("start").output();
         let detail = match out {
             Err(e) => format!("could not run {}: {e}", self.ctl.display()),
@@ -116,7 +123,11 @@ impl OvsConfig {
                 Err(e) => e.to_string(),
             },
         };
-        Err(OvsError::Unavailable { socket: self.socket.clone(), ctl: self.ctl.clone(), detail })
+        Err(OvsError::Unavailable {
+            socket: self.socket.clone(),
+            ctl: self.ctl.clone(),
+            detail,
+        })
     }
 
     /// Connect without starting anything.
@@ -127,13 +138,29 @@ impl OvsConfig {
     /// Run an `ovs-appctl` command on ovs-vswitchd, speaking its unixctl JSON-RPC directly
     /// (no process per call). Returns the command's text answer.
     pub fn vswitchd_command(&self, method: &str, params: &[&str]) -> Result<String, OvsError> {
-        let dir = self.socket.parent().unwrap_or(Path::new("/var/run/openvswitch"));
-        let fail = |d: String| OvsError::Protocol { socket: dir.join("ovs-vswitchd.<pid>.ctl"), detail: d };
-        let pid = std::fs::read_to_string(dir.join("ovs-vswitchd.pid")).map_err(|e| fail(format!("ovs-vswitchd.pid: {e}")))?;
+        let dir = self
+            .socket
+            .parent()
+            .unwrap_or(Path::new("/var/run/openvswitch"));
+        let fail = |d: String| OvsError::Protocol {
+            socket: dir.join("ovs-vswitchd.<pid>.ctl"),
+            detail: d,
+        };
+        let pid = std::fs::read_to_string(dir.join("ovs-vswitchd.pid"))
+            .map_err(|e| fail(format!("ovs-vswitchd.pid: {e}")))?;
         let ctl = dir.join(format!("ovs-vswitchd.{}.ctl", pid.trim()));
-        let mut stream = UnixStream::connect(&ctl).map_err(|e| fail(format!("{}: {e}", ctl.display())))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| fail(e.to_string()))?;
-        stream.write_all(json!({"method": method, "params": params, "id": 1}).to_string().as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let mut stream =
+            UnixStream::connect(&ctl).map_err(|e| fail(format!("{}: {e}", ctl.display())))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| fail(e.to_string()))?;
+        stream
+            .write_all(
+                json!({"method": method, "params": params, "id": 1})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .map_err(|e| fail(e.to_string()))?;
         let reply: Value = serde_json::Deserializer::from_reader(BufReader::new(stream))
             .into_iter::<Value>()
             .next()
@@ -154,7 +181,11 @@ impl OvsConfig {
 pub struct Ovsdb {
     socket: PathBuf,
     writer: UnixStream,
-    reader: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<BufReader<UnixStream>>, Value>,
+    reader: serde_json::StreamDeserializer<
+        'static,
+        serde_json::de::IoRead<BufReader<UnixStream>>,
+        Value,
+    >,
     next_id: u64,
 }
 
@@ -172,21 +203,35 @@ impl Ovsdb {
             detail: e.to_string(),
         };
         let stream = UnixStream::connect(socket).map_err(unavailable)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(unavailable)?;
-        let reader = serde_json::Deserializer::from_reader(BufReader::new(stream.try_clone().map_err(unavailable)?))
-            .into_iter();
-        Ok(Ovsdb { socket: socket.into(), writer: stream, reader, next_id: 1 })
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(unavailable)?;
+        let reader = serde_json::Deserializer::from_reader(BufReader::new(
+            stream.try_clone().map_err(unavailable)?,
+        ))
+        .into_iter();
+        Ok(Ovsdb {
+            socket: socket.into(),
+            writer: stream,
+            reader,
+            next_id: 1,
+        })
     }
 
     fn protocol(&self, detail: impl ToString) -> OvsError {
-        OvsError::Protocol { socket: self.socket.clone(), detail: detail.to_string() }
+        OvsError::Protocol {
+            socket: self.socket.clone(),
+            detail: detail.to_string(),
+        }
     }
 
     fn call(&mut self, method: &str, params: Value) -> Result<Value, OvsError> {
         let id = self.next_id;
         self.next_id += 1;
         let req = json!({"method": method, "params": params, "id": id});
-        self.writer.write_all(req.to_string().as_bytes()).map_err(|e| self.protocol(e))?;
+        self.writer
+            .write_all(req.to_string().as_bytes())
+            .map_err(|e| self.protocol(e))?;
         loop {
             let msg = match self.reader.next() {
                 Some(Ok(v)) => v,
@@ -195,7 +240,9 @@ impl Ovsdb {
             };
             if msg.get("method").and_then(Value::as_str) == Some("echo") {
                 let reply = json!({"result": msg["params"], "error": null, "id": msg["id"]});
-                self.writer.write_all(reply.to_string().as_bytes()).map_err(|e| self.protocol(e))?;
+                self.writer
+                    .write_all(reply.to_string().as_bytes())
+                    .map_err(|e| self.protocol(e))?;
                 continue;
             }
             if msg.get("id") != Some(&json!(id)) {
@@ -213,23 +260,41 @@ impl Ovsdb {
         let mut params = vec![json!(DB)];
         params.extend(ops);
         let result = self.call("transact", Value::Array(params))?;
-        let results = result.as_array().cloned().ok_or_else(|| self.protocol("transact result is not an array"))?;
-        if let Some(err) = results.iter().find(|r| r.get("error").is_some_and(|e| !e.is_null())) {
+        let results = result
+            .as_array()
+            .cloned()
+            .ok_or_else(|| self.protocol("transact result is not an array"))?;
+        if let Some(err) = results
+            .iter()
+            .find(|r| r.get("error").is_some_and(|e| !e.is_null()))
+        {
             let details = err.get("details").and_then(Value::as_str).unwrap_or("");
-            return Err(OvsError::Transaction(format!("{} {}", err["error"].as_str().unwrap_or("error"), details)));
+            return Err(OvsError::Transaction(format!(
+                "{} {}",
+                err["error"].as_str().unwrap_or("error"),
+                details
+            )));
         }
         Ok(results)
     }
 
     /// Names of all bridges.
     pub fn bridges(&mut self) -> Result<Vec<String>, OvsError> {
-        let r = self.transact(vec![json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name"]})])?;
-        Ok(rows(&r[0]).filter_map(|row| row["name"].as_str().map(String::from)).collect())
+        let r = self.transact(vec![
+            json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}),
+        ])?;
+        Ok(rows(&r[0])
+            .filter_map(|row| row["name"].as_str().map(String::from))
+            .collect())
     }
 
     /// Create bridges (standalone, on `datapath`) with their ports in one transaction, wait until
     /// ovs-vswitchd has applied it, and check every port opened.
-    pub fn add_bridges(&mut self, bridges: &[BridgeSpec], datapath: Datapath) -> Result<(), OvsError> {
+    pub fn add_bridges(
+        &mut self,
+        bridges: &[BridgeSpec],
+        datapath: Datapath,
+    ) -> Result<(), OvsError> {
         let mut ops = Vec::new();
         let mut bridge_refs = Vec::new();
         let mut n = 0;
@@ -244,21 +309,32 @@ impl Ovsdb {
                 port_refs.push(json!(["named-uuid", port]));
             }
             let bref = format!("b{bi}");
-            ops.push(json!({"op": "insert", "table": "Bridge", "uuid-name": bref, "row": {
+            ops.push(
+                json!({"op": "insert", "table": "Bridge", "uuid-name": bref, "row": {
                 "name": b.name, "datapath_type": datapath.ovsdb_name(), "fail_mode": "standalone",
-                "ports": ["set", port_refs]}}));
+                "ports": ["set", port_refs]}}),
+            );
             bridge_refs.push(json!(["named-uuid", bref]));
         }
-        ops.push(json!({"op": "mutate", "table": DB, "where": [], "mutations": [
-            ["bridges", "insert", ["set", bridge_refs]], ["next_cfg", "+=", 1]]}));
+        ops.push(
+            json!({"op": "mutate", "table": DB, "where": [], "mutations": [
+            ["bridges", "insert", ["set", bridge_refs]], ["next_cfg", "+=", 1]]}),
+        );
         ops.push(json!({"op": "select", "table": DB, "where": [], "columns": ["next_cfg"]}));
         let r = self.transact(ops)?;
-        let target = rows(r.last().unwrap()).next().and_then(|row| row["next_cfg"].as_i64()).unwrap_or(0);
+        let target = rows(r.last().unwrap())
+            .next()
+            .and_then(|row| row["next_cfg"].as_i64())
+            .unwrap_or(0);
         self.wait_applied(target)?;
-        let ports: std::collections::HashSet<&str> =
-            bridges.iter().flat_map(|b| b.ports.iter().map(String::as_str)).collect();
-        let r = self.transact(vec![json!({"op": "select", "table": "Interface", "where": [],
-            "columns": ["name", "ofport", "error"]})])?;
+        let ports: std::collections::HashSet<&str> = bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(String::as_str))
+            .collect();
+        let r = self.transact(vec![
+            json!({"op": "select", "table": "Interface", "where": [],
+            "columns": ["name", "ofport", "error"]}),
+        ])?;
         for row in rows(&r[0]) {
             let name = row["name"].as_str().unwrap_or("");
             if !ports.contains(name) {
@@ -267,8 +343,15 @@ impl Ovsdb {
             let error = row["error"].as_str().unwrap_or("");
             let ofport = row["ofport"].as_i64().unwrap_or(-1);
             if !error.is_empty() || ofport < 0 {
-                let error = if error.is_empty() { format!("ofport {ofport}") } else { error.to_string() };
-                return Err(OvsError::Port { port: name.into(), error });
+                let error = if error.is_empty() {
+                    format!("ofport {ofport}")
+                } else {
+                    error.to_string()
+                };
+                return Err(OvsError::Port {
+                    port: name.into(),
+                    error,
+                });
             }
         }
         Ok(())
@@ -280,9 +363,15 @@ impl Ovsdb {
         if names.is_empty() {
             return Ok(());
         }
-        let r = self.transact(vec![json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name", "_uuid"]})])?;
+        let r = self.transact(vec![
+            json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name", "_uuid"]}),
+        ])?;
         let uuids: Vec<Value> = rows(&r[0])
-            .filter(|row| row["name"].as_str().is_some_and(|n| names.iter().any(|x| x == n)))
+            .filter(|row| {
+                row["name"]
+                    .as_str()
+                    .is_some_and(|n| names.iter().any(|x| x == n))
+            })
             .map(|row| row["_uuid"].clone())
             .collect();
         if uuids.is_empty() {
@@ -293,7 +382,10 @@ impl Ovsdb {
                 ["bridges", "delete", ["set", uuids]], ["next_cfg", "+=", 1]]}),
             json!({"op": "select", "table": DB, "where": [], "columns": ["next_cfg"]}),
         ])?;
-        let target = rows(&r[1]).next().and_then(|row| row["next_cfg"].as_i64()).unwrap_or(0);
+        let target = rows(&r[1])
+            .next()
+            .and_then(|row| row["next_cfg"].as_i64())
+            .unwrap_or(0);
         self.wait_applied(target)
     }
 
@@ -302,8 +394,13 @@ impl Ovsdb {
         let limit = Duration::from_secs(20);
         let start = Instant::now();
         loop {
-            let r = self.transact(vec![json!({"op": "select", "table": DB, "where": [], "columns": ["cur_cfg"]})])?;
-            let cur = rows(&r[0]).next().and_then(|row| row["cur_cfg"].as_i64()).unwrap_or(0);
+            let r = self.transact(vec![
+                json!({"op": "select", "table": DB, "where": [], "columns": ["cur_cfg"]}),
+            ])?;
+            let cur = rows(&r[0])
+                .next()
+                .and_then(|row| row["cur_cfg"].as_i64())
+                .unwrap_or(0);
             if cur >= target {
                 return Ok(());
             }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::topology::Topology;
 
 pub fn dir() -> PathBuf {
-    std::env::var_os("RECKON_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| "/run/reckon".into())
+    std::env::var_os("RECKON_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/run/reckon".into())
 }
 
 /// Everything one network created, by exact name.
@@ -55,7 +57,10 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn netns_of(&self, host: &str) -> Option<&str> {
-        self.namespaces.iter().find(|(h, _)| h == host).map(|(_, ns)| ns.as_str())
+        self.namespaces
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, ns)| ns.as_str())
     }
 }
 
@@ -81,7 +86,11 @@ pub enum ClaimError {
 /// The userspace engine's files of a network: its spec, control socket and log.
 pub fn engine_paths(prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
     let d = dir();
-    (d.join(format!("{prefix}.impair.json")), d.join(format!("{prefix}.impair.sock")), d.join(format!("{prefix}.impair.log")))
+    (
+        d.join(format!("{prefix}.impair.json")),
+        d.join(format!("{prefix}.impair.sock")),
+        d.join(format!("{prefix}.impair.log")),
+    )
 }
 
 fn manifest_path(prefix: &str) -> PathBuf {
@@ -99,11 +108,19 @@ fn try_lock(prefix: &str) -> io::Result<Option<File>> {
     fs::create_dir_all(dir())?;
     let path = lock_path(prefix);
     loop {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(e) };
+            return if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
         }
         let same = match fs::metadata(&path) {
             Ok(m) => m.ino() == f.metadata()?.ino(),
@@ -118,7 +135,9 @@ fn try_lock(prefix: &str) -> io::Result<Option<File>> {
 /// Read a manifest; `None` if there is none.
 pub fn read(prefix: &str) -> io::Result<Option<Manifest>> {
     match fs::read(manifest_path(prefix)) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(io::Error::other),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -128,16 +147,26 @@ pub fn read(prefix: &str) -> io::Result<Option<Manifest>> {
 /// impair` on a network left up).
 pub fn rewrite(m: &Manifest) -> io::Result<()> {
     let tmp = dir().join(format!("{}.json.tmp.{}", m.prefix, std::process::id()));
-    fs::write(&tmp, serde_json::to_vec_pretty(m).map_err(io::Error::other)?)?;
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(m).map_err(io::Error::other)?,
+    )?;
     fs::rename(&tmp, manifest_path(&m.prefix))
 }
 
 /// Every prefix that has a manifest.
 pub fn prefixes() -> Vec<String> {
-    let Ok(rd) = fs::read_dir(dir()) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(dir()) else {
+        return Vec::new();
+    };
     let mut v: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(String::from)
+        })
         .collect();
     v.sort();
     v
@@ -156,31 +185,56 @@ impl Drop for Claim {
 impl Claim {
     /// Claim `prefix` for a new network: fails if a live process owns it or leftovers remain.
     pub fn new(prefix: &str) -> Result<Claim, ClaimError> {
-        let io_err = |source| ClaimError::Io { dir: dir().display().to_string(), source };
+        let io_err = |source| ClaimError::Io {
+            dir: dir().display().to_string(),
+            source,
+        };
         let lock = try_lock(prefix).map_err(io_err)?;
         let existing = read(prefix).map_err(io_err)?;
         let Some(lock) = lock else {
-            return Err(ClaimError::InUse { prefix: prefix.into(), pid: existing.and_then(|m| m.owner) });
+            return Err(ClaimError::InUse {
+                prefix: prefix.into(),
+                pid: existing.and_then(|m| m.owner),
+            });
         };
         match existing {
-            None => Ok(Claim { prefix: prefix.into(), _lock: lock }),
-            Some(m) if m.owner.is_none() => Err(ClaimError::Detached { prefix: prefix.into() }),
-            Some(m) => Err(ClaimError::Leftovers { prefix: prefix.into(), pid: m.owner }),
+            None => Ok(Claim {
+                prefix: prefix.into(),
+                _lock: lock,
+            }),
+            Some(m) if m.owner.is_none() => Err(ClaimError::Detached {
+                prefix: prefix.into(),
+            }),
+            Some(m) => Err(ClaimError::Leftovers {
+                prefix: prefix.into(),
+                pid: m.owner,
+            }),
         }
     }
 
     /// Take over an existing network whose owner is gone (for `topo down` and `clean`).
     /// `Ok(None)` if a live process owns it.
     pub fn take_over(prefix: &str) -> io::Result<Option<(Claim, Option<Manifest>)>> {
-        let Some(lock) = try_lock(prefix)? else { return Ok(None) };
+        let Some(lock) = try_lock(prefix)? else {
+            return Ok(None);
+        };
         let m = read(prefix)?;
-        Ok(Some((Claim { prefix: prefix.into(), _lock: lock }, m)))
+        Ok(Some((
+            Claim {
+                prefix: prefix.into(),
+                _lock: lock,
+            },
+            m,
+        )))
     }
 
     /// Record the manifest (atomically: write a temporary file, then rename).
     pub fn write(&self, m: &Manifest) -> io::Result<()> {
         let tmp = dir().join(format!("{}.json.tmp", self.prefix));
-        fs::write(&tmp, serde_json::to_vec_pretty(m).map_err(io::Error::other)?)?;
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(m).map_err(io::Error::other)?,
+        )?;
         fs::rename(&tmp, manifest_path(&self.prefix))
     }
 

@@ -17,7 +17,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -38,12 +40,22 @@ impl Request {
     /// peer is created directly inside the namespace `peer_netns` (an open namespace fd) when
     /// one is given.
     /// `group` is the link group of `name`; `peer_mac` the peer's MAC address, if set.
-    pub fn add_veth(name: &str, group: u32, peer: &str, peer_netns: Option<RawFd>, peer_mac: Option<[u8; 6]>) -> Request {
+    pub fn add_veth(
+        name: &str,
+        group: u32,
+        peer: &str,
+        peer_netns: Option<RawFd>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Request {
         let mut peer_msg = LinkMessage::default();
         if let Some(mac) = peer_mac {
-            peer_msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
         }
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
         if let Some(fd) = peer_netns {
             peer_msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
@@ -67,14 +79,22 @@ impl Request {
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        Request { what: format!("set {name} up"), flags: 0, msg: RouteNetlinkMessage::SetLink(msg) }
+        Request {
+            what: format!("set {name} up"),
+            flags: 0,
+            msg: RouteNetlinkMessage::SetLink(msg),
+        }
     }
 
     /// Delete the link `name` (for a veth, both ends go).
     pub fn del_link(name: &str) -> Request {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        Request { what: format!("delete link {name}"), flags: 0, msg: RouteNetlinkMessage::DelLink(msg) }
+        Request {
+            what: format!("delete link {name}"),
+            flags: 0,
+            msg: RouteNetlinkMessage::DelLink(msg),
+        }
     }
 
     /// Delete every link in link group `group`, in one batch (far faster than one by one: each
@@ -82,7 +102,11 @@ impl Request {
     pub fn del_group(group: u32) -> Request {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::Group(group));
-        Request { what: format!("delete link group {group}"), flags: 0, msg: RouteNetlinkMessage::DelLink(msg) }
+        Request {
+            what: format!("delete link group {group}"),
+            flags: 0,
+            msg: RouteNetlinkMessage::DelLink(msg),
+        }
     }
 
     /// A permanent neighbour (ARP) entry: `ip` is at `mac` on link `ifindex`.
@@ -92,8 +116,10 @@ impl Request {
         msg.header.ifindex = ifindex;
         msg.header.state = NeighbourState::Permanent;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        msg.attributes.push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
         Request {
             what: format!("add neighbour {ip}"),
             flags: NLM_F_CREATE | NLM_F_EXCL,
@@ -151,7 +177,10 @@ impl Rtnl {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         header.sequence_number = self.seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())));
+        let mut nl = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+        );
         nl.finalize();
         let mut buf = vec![0; nl.buffer_len()];
         nl.serialize(&mut buf);
@@ -167,16 +196,22 @@ impl Rtnl {
                 if len < 16 || off + len > rx.len() {
                     break;
                 }
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..off + len]).map_err(io::Error::other)?;
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..off + len])
+                    .map_err(io::Error::other)?;
                 off += (len + 3) & !3;
                 if msg.header.sequence_number != self.seq {
                     continue;
                 }
                 match msg.payload {
                     NetlinkPayload::Done(_) => return Ok(names),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(io::Error::from_raw_os_error(-e.raw_code())),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(io::Error::from_raw_os_error(-e.raw_code()))
+                    }
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                        let in_group = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Group(g) if *g == group));
+                        let in_group = link
+                            .attributes
+                            .iter()
+                            .any(|a| matches!(a, LinkAttribute::Group(g) if *g == group));
                         let name = link.attributes.iter().find_map(|a| match a {
                             LinkAttribute::IfName(n) => Some(n.clone()),
                             _ => None,
@@ -225,7 +260,12 @@ impl Rtnl {
         if let Err(e) = self.sock.send_to(&buf, &SocketAddr::new(0, 0), 0) {
             return reqs
                 .into_iter()
-                .map(|r| Err(RtnlError { what: r.what, error: io::Error::new(e.kind(), e.to_string()) }))
+                .map(|r| {
+                    Err(RtnlError {
+                        what: r.what,
+                        error: io::Error::new(e.kind(), e.to_string()),
+                    })
+                })
                 .collect();
         }
         let mut pending = reqs.len();
@@ -244,9 +284,13 @@ impl Rtnl {
                 if len < 16 || off + len > rx.len() {
                     break;
                 }
-                if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..off + len]) {
+                if let Ok(msg) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..off + len])
+                {
                     let idx = msg.header.sequence_number.wrapping_sub(first_seq) as usize;
-                    if let (NetlinkPayload::Error(err), Some(slot)) = (msg.payload, outcome.get_mut(idx)) {
+                    if let (NetlinkPayload::Error(err), Some(slot)) =
+                        (msg.payload, outcome.get_mut(idx))
+                    {
                         if slot.is_none() {
                             pending -= 1;
                             *slot = Some(match err.code {
@@ -263,8 +307,14 @@ impl Rtnl {
             .zip(outcome)
             .map(|(r, o)| match o {
                 Some(Ok(())) => Ok(()),
-                Some(Err(error)) => Err(RtnlError { what: r.what, error }),
-                None => Err(RtnlError { what: r.what, error: io::Error::other("no answer from the kernel") }),
+                Some(Err(error)) => Err(RtnlError {
+                    what: r.what,
+                    error,
+                }),
+                None => Err(RtnlError {
+                    what: r.what,
+                    error: io::Error::other("no answer from the kernel"),
+                }),
             })
             .collect()
     }

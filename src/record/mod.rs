@@ -64,7 +64,10 @@ pub struct OpWriter {
 impl OpWriter {
     pub fn create(dir: &Path) -> std::io::Result<OpWriter> {
         let f = File::create(dir.join("ops.csv"))?;
-        Ok(OpWriter { w: csv::Writer::from_writer(BufWriter::new(f)), last_flush: std::time::Instant::now() })
+        Ok(OpWriter {
+            w: csv::Writer::from_writer(BufWriter::new(f)),
+            last_flush: std::time::Instant::now(),
+        })
     }
 
     pub fn write(&mut self, r: &OpRecord) -> std::io::Result<()> {
@@ -112,7 +115,14 @@ fn histogram() -> Histogram<u64> {
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
-    Percentiles { count: h.len(), p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1e3 }
+    Percentiles {
+        count: h.len(),
+        p50: ms(0.5),
+        p90: ms(0.9),
+        p99: ms(0.99),
+        p999: ms(0.999),
+        max: h.max() as f64 / 1e3,
+    }
 }
 
 /// A phase of the run: before the fault, during it, after it.
@@ -158,18 +168,35 @@ pub struct Summary {
 /// The kind of an error, for counting: its first clause, without addresses.
 pub fn error_kind(e: &str) -> String {
     let e = e.to_lowercase();
-    for k in ["timed out", "unavailable", "connection refused", "deadline", "leader", "not running"] {
+    for k in [
+        "timed out",
+        "unavailable",
+        "connection refused",
+        "deadline",
+        "leader",
+        "not running",
+    ] {
         if e.contains(k) {
             return k.into();
         }
     }
-    e.split([';', ':']).next().unwrap_or("").trim().chars().take(60).collect()
+    e.split([';', ':'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(60)
+        .collect()
 }
 
 /// Phases: before, during and after the fault's span (or the whole run without one).
 pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)> {
     match span {
-        Some((a, b)) if b > a => vec![("before".into(), 0.0, a), ("during".into(), a, b), ("after".into(), b, duration)],
+        Some((a, b)) if b > a => vec![
+            ("before".into(), 0.0, a),
+            ("during".into(), a, b),
+            ("after".into(), b, duration),
+        ],
         Some((a, _)) if a > 0.0 => vec![("before".into(), 0.0, a), ("after".into(), a, duration)],
         _ => vec![("all".into(), 0.0, duration)],
     }
@@ -177,7 +204,13 @@ pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)
 
 /// Summarise `ops` of a run of `duration` seconds with fault events `faults`, and write
 /// `summary.json`, `timeseries.csv` and the histograms into `dir`.
-pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRecord], span: Option<(f64, f64)>) -> std::io::Result<Summary> {
+pub fn summarise(
+    dir: &Path,
+    duration: f64,
+    ops: &[OpRecord],
+    faults: &[FaultRecord],
+    span: Option<(f64, f64)>,
+) -> std::io::Result<Summary> {
     let us = |s: f64| ((s * 1e6).round() as u64).clamp(1, 3_600_000_000);
     let (mut lat, mut svc) = (histogram(), histogram());
     let mut errors_by_kind = std::collections::BTreeMap::new();
@@ -193,7 +226,10 @@ pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRec
     // Phases, with a histogram per operation kind.
     let mut phase_list = Vec::new();
     for (name, from, to) in phases(duration, span) {
-        let in_phase: Vec<&OpRecord> = ops.iter().filter(|o| o.intended >= from && o.intended < to).collect();
+        let in_phase: Vec<&OpRecord> = ops
+            .iter()
+            .filter(|o| o.intended >= from && o.intended < to)
+            .collect();
         let mut h = histogram();
         for kind in ["read", "write"] {
             let mut hk = histogram();
@@ -206,13 +242,29 @@ pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRec
             }
         }
         let okp = in_phase.iter().filter(|o| o.ok).count() as u64;
-        phase_list.push(Phase { name, from, to, ops: in_phase.len() as u64, ok: okp, throughput: if to > from { okp as f64 / (to - from) } else { 0.0 }, latency_ms: percentiles(&h) });
+        phase_list.push(Phase {
+            name,
+            from,
+            to,
+            ops: in_phase.len() as u64,
+            ok: okp,
+            throughput: if to > from {
+                okp as f64 / (to - from)
+            } else {
+                0.0
+            },
+            latency_ms: percentiles(&h),
+        });
     }
     // Longest gap between successful completions (from the start, to the end).
     let mut done: Vec<f64> = ops.iter().filter(|o| o.ok).map(|o| o.done).collect();
     done.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let (mut gap, mut gap_from, mut prev) = (0.0, 0.0, 0.0);
-    for t in done.iter().copied().chain([duration.max(done.last().copied().unwrap_or(0.0))]) {
+    for t in done
+        .iter()
+        .copied()
+        .chain([duration.max(done.last().copied().unwrap_or(0.0))])
+    {
         if t - prev > gap {
             (gap, gap_from) = (t - prev, prev);
         }
@@ -224,7 +276,11 @@ pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRec
             event: f.event,
             action: f.action.clone(),
             applied: f.applied,
-            seconds_to_first_success: ops.iter().filter(|o| o.ok && o.intended >= f.applied).map(|o| o.done - f.applied).min_by(|a, b| a.partial_cmp(b).unwrap()),
+            seconds_to_first_success: ops
+                .iter()
+                .filter(|o| o.ok && o.intended >= f.applied)
+                .map(|o| o.done - f.applied)
+                .min_by(|a, b| a.partial_cmp(b).unwrap()),
         })
         .collect();
     let s = Summary {
@@ -241,7 +297,10 @@ pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRec
         longest_gap_from: gap_from,
         recovery,
     };
-    std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&s).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(&s).map_err(std::io::Error::other)?,
+    )?;
     write_timeseries(&dir.join("timeseries.csv"), duration, ops)?;
     if lat.len() > 0 {
         write_hgrm(&dir.join("latency-all.hgrm"), &lat)?;
@@ -252,25 +311,52 @@ pub fn summarise(dir: &Path, duration: f64, ops: &[OpRecord], faults: &[FaultRec
 /// HdrHistogram's percentile distribution text (values in ms), as its tools read it.
 fn write_hgrm(path: &PathBuf, h: &Histogram<u64>) -> std::io::Result<()> {
     let mut w = BufWriter::new(File::create(path)?);
-    writeln!(w, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
     for v in h.iter_quantiles(1) {
         let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 { format!("{:>14.2}", 1.0 / (1.0 - q)) } else { format!("{:>14}", "inf") };
-        writeln!(w, "{:>12.3} {:>14.12} {:>10} {inv}", v.value_iterated_to() as f64 / 1e3, q, v.count_since_last_iteration())?;
+        let inv = if q < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - q))
+        } else {
+            format!("{:>14}", "inf")
+        };
+        writeln!(
+            w,
+            "{:>12.3} {:>14.12} {:>10} {inv}",
+            v.value_iterated_to() as f64 / 1e3,
+            q,
+            v.count_since_last_iteration()
+        )?;
     }
-    writeln!(w, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", h.mean() / 1e3, h.stdev() / 1e3)?;
-    writeln!(w, "#[Max     = {:>12.3}, Total count    = {:>12}]", h.max() as f64 / 1e3, h.len())?;
+    writeln!(
+        w,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1e3,
+        h.stdev() / 1e3
+    )?;
+    writeln!(
+        w,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1e3,
+        h.len()
+    )?;
     w.flush()
 }
 
 fn write_timeseries(path: &Path, duration: f64, ops: &[OpRecord]) -> std::io::Result<()> {
     let buckets = (duration / 0.1).ceil() as usize + 1;
-    let mut rows: Vec<(u64, u64, Histogram<u64>)> = (0..buckets).map(|_| (0, 0, histogram())).collect();
+    let mut rows: Vec<(u64, u64, Histogram<u64>)> =
+        (0..buckets).map(|_| (0, 0, histogram())).collect();
     for o in ops {
         let b = ((o.intended / 0.1) as usize).min(buckets - 1);
         if o.ok {
             rows[b].0 += 1;
-            let _ = rows[b].2.record(((o.latency() * 1e6) as u64).clamp(1, 3_600_000_000));
+            let _ = rows[b]
+                .2
+                .record(((o.latency() * 1e6) as u64).clamp(1, 3_600_000_000));
         } else {
             rows[b].1 += 1;
         }
@@ -278,8 +364,20 @@ fn write_timeseries(path: &Path, duration: f64, ops: &[OpRecord]) -> std::io::Re
     let mut w = BufWriter::new(File::create(path)?);
     writeln!(w, "time,ok,errors,throughput,p50_ms,p99_ms")?;
     for (i, (okn, err, h)) in rows.iter().enumerate() {
-        let (p50, p99) = if h.len() > 0 { (h.value_at_quantile(0.5) as f64 / 1e3, h.value_at_quantile(0.99) as f64 / 1e3) } else { (0.0, 0.0) };
-        writeln!(w, "{:.1},{okn},{err},{},{p50:.3},{p99:.3}", i as f64 * 0.1, *okn as f64 * 10.0)?;
+        let (p50, p99) = if h.len() > 0 {
+            (
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        writeln!(
+            w,
+            "{:.1},{okn},{err},{},{p50:.3},{p99:.3}",
+            i as f64 * 0.1,
+            *okn as f64 * 10.0
+        )?;
     }
     w.flush()
 }
@@ -289,7 +387,22 @@ mod tests {
     use super::*;
 
     fn op(n: u64, intended: f64, done: f64, ok: bool) -> OpRecord {
-        OpRecord { n, client: "mc1".into(), kind: "write".into(), key: "1".into(), intended, sent: intended, done, ok, error: if ok { String::new() } else { "h1: timed out".into() }, target: String::new() }
+        OpRecord {
+            n,
+            client: "mc1".into(),
+            kind: "write".into(),
+            key: "1".into(),
+            intended,
+            sent: intended,
+            done,
+            ok,
+            error: if ok {
+                String::new()
+            } else {
+                "h1: timed out".into()
+            },
+            target: String::new(),
+        }
     }
 
     #[test]
@@ -303,18 +416,33 @@ mod tests {
             let ok = !(3.0..4.5).contains(&t);
             ops.push(op(i, t, t + 0.01, ok));
         }
-        let faults = vec![FaultRecord { event: 0, action: "kill".into(), targets: "h1".into(), scheduled: 3.0, applied: 3.001, error: String::new() }];
+        let faults = vec![FaultRecord {
+            event: 0,
+            action: "kill".into(),
+            targets: "h1".into(),
+            scheduled: 3.0,
+            applied: 3.001,
+            error: String::new(),
+        }];
         let s = summarise(&dir, 9.0, &ops, &faults, Some((3.0, 6.0))).unwrap();
         assert_eq!(s.ops, 90);
         assert_eq!(s.errors, 15);
         assert_eq!(s.errors_by_kind.get("timed out"), Some(&15));
         assert!((s.longest_gap - 1.6).abs() < 1e-6, "{}", s.longest_gap);
-        assert_eq!(s.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
+        assert_eq!(
+            s.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["before", "during", "after"]
+        );
         assert_eq!(s.phases[1].ok, 15);
         let r = s.recovery[0].seconds_to_first_success.unwrap();
         assert!((r - (4.51 - 3.001)).abs() < 1e-6, "{r}");
         assert!((s.latency_ms.p50 - 10.0).abs() < 0.05);
-        for f in ["summary.json", "timeseries.csv", "latency-all.hgrm", "latency-write-before.hgrm"] {
+        for f in [
+            "summary.json",
+            "timeseries.csv",
+            "latency-all.hgrm",
+            "latency-write-before.hgrm",
+        ] {
             assert!(dir.join(f).exists(), "{f}");
         }
         let ts = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();

@@ -10,7 +10,10 @@ use base64::Engine;
 use crate::record::{self, FaultRecord, Summary};
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Write `<dir>/report.html`; returns its path.
@@ -22,10 +25,18 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
     if !summary_path.exists() {
         return Err(format!("{}: no results here (no summary.json or results.csv); give the result folder of a finished `reckon run` or `reckon sweep`", dir.display()));
     }
-    let s: Summary = serde_json::from_slice(&std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?)
-        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
-    let config: serde_json::Value = std::fs::read(dir.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let faults: Vec<FaultRecord> = csv::Reader::from_path(dir.join("faults.csv")).ok().map(|mut r| r.deserialize().filter_map(Result::ok).collect()).unwrap_or_default();
+    let s: Summary = serde_json::from_slice(
+        &std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+    let config: serde_json::Value = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let faults: Vec<FaultRecord> = csv::Reader::from_path(dir.join("faults.csv"))
+        .ok()
+        .map(|mut r| r.deserialize().filter_map(Result::ok).collect())
+        .unwrap_or_default();
     let title = format!(
         "{} / {} / {} / {}",
         config["system"].as_str().unwrap_or("?"),
@@ -41,7 +52,14 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
                 _ => None,
             };
             let phases = record::phases(s.duration, span);
-            let input = super::PlotInput { title: &title, duration: s.duration, ops: &ops, faults: &faults, span, phases: &phases };
+            let input = super::PlotInput {
+                title: &title,
+                duration: s.duration,
+                ops: &ops,
+                faults: &faults,
+                span,
+                phases: &phases,
+            };
             super::plot_run(dir, &input)?;
         }
     }
@@ -69,7 +87,13 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
     if !faults.is_empty() {
         h += "<h2>Fault events</h2><table><tr><th>event</th><th>action</th><th>targets</th><th>scheduled s</th><th>applied s</th><th>first success after, s</th><th>error</th></tr>";
         for f in &faults {
-            let rec = s.recovery.iter().find(|r| r.event == f.event).and_then(|r| r.seconds_to_first_success).map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+            let rec = s
+                .recovery
+                .iter()
+                .find(|r| r.event == f.event)
+                .and_then(|r| r.seconds_to_first_success)
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "-".into());
             let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{rec}</td><td>{}</td></tr>", f.event, esc(&f.action), esc(&f.targets), f.scheduled, f.applied, esc(&f.error));
         }
         h += "</table>";
@@ -82,18 +106,35 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
         h += "</table>";
     }
     h += "<h2>Plots</h2>";
-    for (name, alt) in [("latency", "latency of every operation over time"), ("throughput", "throughput over time"), ("cdf", "latency CDF per phase")] {
+    for (name, alt) in [
+        ("latency", "latency of every operation over time"),
+        ("throughput", "throughput over time"),
+        ("cdf", "latency CDF per phase"),
+    ] {
         let png = dir.join(format!("{name}.png"));
         match std::fs::read(&png) {
             Ok(b) => {
-                let _ = write!(h, "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">", base64::engine::general_purpose::STANDARD.encode(b));
+                let _ = write!(
+                    h,
+                    "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">",
+                    base64::engine::general_purpose::STANDARD.encode(b)
+                );
             }
             Err(e) => {
-                let _ = write!(h, "<p>{}: {}</p>", esc(&png.display().to_string()), esc(&e.to_string()));
+                let _ = write!(
+                    h,
+                    "<p>{}: {}</p>",
+                    esc(&png.display().to_string()),
+                    esc(&e.to_string())
+                );
             }
         }
     }
-    let _ = write!(h, "<h2>Configuration</h2><pre>{}</pre></body></html>", esc(&serde_json::to_string_pretty(&config).unwrap_or_default()));
+    let _ = write!(
+        h,
+        "<h2>Configuration</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(&config).unwrap_or_default())
+    );
     let out = dir.join("report.html");
     std::fs::write(&out, h).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out)

@@ -49,9 +49,11 @@ pub fn plot_run(dir: &Path, p: &PlotInput) -> Result<Vec<PathBuf>, String> {
     macro_rules! both {
         ($name:literal, $f:ident) => {{
             let png = dir.join(concat!($name, ".png"));
-            $f(BitMapBackend::new(&png, (1200, 700)).into_drawing_area(), p).map_err(|e| format!("{}: {e}", png.display()))?;
+            $f(BitMapBackend::new(&png, (1200, 700)).into_drawing_area(), p)
+                .map_err(|e| format!("{}: {e}", png.display()))?;
             let svg = dir.join(concat!($name, ".svg"));
-            $f(SVGBackend::new(&svg, (1200, 700)).into_drawing_area(), p).map_err(|e| format!("{}: {e}", svg.display()))?;
+            $f(SVGBackend::new(&svg, (1200, 700)).into_drawing_area(), p)
+                .map_err(|e| format!("{}: {e}", svg.display()))?;
             out.push(png);
             out.push(svg);
         }};
@@ -72,27 +74,65 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let ms: Vec<f64> = p.ops.iter().map(|o| (o.latency() * 1e3).max(0.01)).collect();
+    let ms: Vec<f64> = p
+        .ops
+        .iter()
+        .map(|o| (o.latency() * 1e3).max(0.01))
+        .collect();
     let hi = ms.iter().cloned().fold(1.0, f64::max) * 1.5;
     let lo = ms.iter().cloned().fold(hi, f64::min).max(0.01) / 1.5;
     let mut c = ChartBuilder::on(&root)
-        .caption(format!("{}: latency of every operation", p.title), ("sans-serif", 24))
+        .caption(
+            format!("{}: latency of every operation", p.title),
+            ("sans-serif", 24),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..p.duration, (lo..hi).log_scale())?;
-    c.configure_mesh().x_desc("time since start (s)").y_desc("latency from intended start (ms, log)").label_style(("sans-serif", 15)).draw()?;
+    c.configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc("latency from intended start (ms, log)")
+        .label_style(("sans-serif", 15))
+        .draw()?;
     if let Some((a, b)) = p.span {
-        c.draw_series(std::iter::once(Rectangle::new([(a, lo), (b, hi)], SPAN.mix(0.3).filled())))?.label("fault span").legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], SPAN.mix(0.5).filled()));
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(a, lo), (b, hi)],
+            SPAN.mix(0.3).filled(),
+        )))?
+        .label("fault span")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], SPAN.mix(0.5).filled()));
     }
     for f in p.faults {
-        c.draw_series(LineSeries::new([(f.applied, lo), (f.applied, hi)], FAULT.stroke_width(1)))?;
-        c.draw_series(std::iter::once(Text::new(format!("{} {}", f.action, f.targets), (f.applied, hi / 1.3), ("sans-serif", 13))))?;
+        c.draw_series(LineSeries::new(
+            [(f.applied, lo), (f.applied, hi)],
+            FAULT.stroke_width(1),
+        ))?;
+        c.draw_series(std::iter::once(Text::new(
+            format!("{} {}", f.action, f.targets),
+            (f.applied, hi / 1.3),
+            ("sans-serif", 13),
+        )))?;
     }
-    let pts = |ok: bool| p.ops.iter().zip(&ms).filter(move |(o, _)| o.ok == ok).map(|(o, m)| (o.intended, *m));
-    c.draw_series(pts(true).map(|xy| Circle::new(xy, 2, OK.filled())))?.label("ok").legend(|(x, y)| Circle::new((x + 7, y), 4, OK.filled()));
-    c.draw_series(pts(false).map(|xy| Cross::new(xy, 3, ERR)))?.label("error").legend(|(x, y)| Cross::new((x + 7, y), 4, ERR));
-    c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15)).position(SeriesLabelPosition::UpperRight).draw()?;
+    let pts = |ok: bool| {
+        p.ops
+            .iter()
+            .zip(&ms)
+            .filter(move |(o, _)| o.ok == ok)
+            .map(|(o, m)| (o.intended, *m))
+    };
+    c.draw_series(pts(true).map(|xy| Circle::new(xy, 2, OK.filled())))?
+        .label("ok")
+        .legend(|(x, y)| Circle::new((x + 7, y), 4, OK.filled()));
+    c.draw_series(pts(false).map(|xy| Cross::new(xy, 3, ERR)))?
+        .label("error")
+        .legend(|(x, y)| Cross::new((x + 7, y), 4, ERR));
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -107,9 +147,18 @@ where
     let (mut ok, mut err) = (vec![0u64; n], vec![0u64; n]);
     for o in p.ops {
         let b = ((o.done / bucket) as usize).min(n - 1);
-        if o.ok { ok[b] += 1 } else { err[b] += 1 }
+        if o.ok {
+            ok[b] += 1
+        } else {
+            err[b] += 1
+        }
     }
-    let rate = |v: &[u64]| -> Vec<(f64, f64)> { v.iter().enumerate().map(|(i, c)| (i as f64 * bucket, *c as f64 / bucket)).collect() };
+    let rate = |v: &[u64]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, c)| (i as f64 * bucket, *c as f64 / bucket))
+            .collect()
+    };
     let top = ok.iter().chain(&err).cloned().max().unwrap_or(1) as f64 / bucket * 1.15 + 1.0;
     let mut c = ChartBuilder::on(&root)
         .caption(format!("{}: throughput", p.title), ("sans-serif", 24))
@@ -117,16 +166,35 @@ where
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..p.duration, 0f64..top)?;
-    c.configure_mesh().x_desc("time since start (s)").y_desc("operations per second (100 ms buckets)").label_style(("sans-serif", 15)).draw()?;
+    c.configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc("operations per second (100 ms buckets)")
+        .label_style(("sans-serif", 15))
+        .draw()?;
     if let Some((a, b)) = p.span {
-        c.draw_series(std::iter::once(Rectangle::new([(a, 0.0), (b, top)], SPAN.mix(0.3).filled())))?;
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(a, 0.0), (b, top)],
+            SPAN.mix(0.3).filled(),
+        )))?;
     }
     for f in p.faults {
-        c.draw_series(LineSeries::new([(f.applied, 0.0), (f.applied, top)], FAULT.stroke_width(1)))?;
+        c.draw_series(LineSeries::new(
+            [(f.applied, 0.0), (f.applied, top)],
+            FAULT.stroke_width(1),
+        ))?;
     }
-    c.draw_series(LineSeries::new(rate(&ok), OK.stroke_width(2)))?.label("completed ok").legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], OK.stroke_width(2)));
-    c.draw_series(LineSeries::new(rate(&err), ERR.stroke_width(2)))?.label("errors").legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], ERR.stroke_width(2)));
-    c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15)).position(SeriesLabelPosition::UpperRight).draw()?;
+    c.draw_series(LineSeries::new(rate(&ok), OK.stroke_width(2)))?
+        .label("completed ok")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], OK.stroke_width(2)));
+    c.draw_series(LineSeries::new(rate(&err), ERR.stroke_width(2)))?
+        .label("errors")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], ERR.stroke_width(2)));
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -140,7 +208,12 @@ where
         .phases
         .iter()
         .map(|(name, from, to)| {
-            let mut v: Vec<f64> = p.ops.iter().filter(|o| o.ok && o.intended >= *from && o.intended < *to).map(|o| (o.latency() * 1e3).max(0.01)).collect();
+            let mut v: Vec<f64> = p
+                .ops
+                .iter()
+                .filter(|o| o.ok && o.intended >= *from && o.intended < *to)
+                .map(|o| (o.latency() * 1e3).max(0.01))
+                .collect();
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             (name.clone(), v)
         })
@@ -149,12 +222,19 @@ where
     let hi = all.clone().fold(1.0, f64::max) * 1.5;
     let lo = all.fold(hi, f64::min).max(0.01) / 1.5;
     let mut c = ChartBuilder::on(&root)
-        .caption(format!("{}: latency CDF per phase (successful operations)", p.title), ("sans-serif", 24))
+        .caption(
+            format!("{}: latency CDF per phase (successful operations)", p.title),
+            ("sans-serif", 24),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..1f64)?;
-    c.configure_mesh().x_desc("latency from intended start (ms, log)").y_desc("fraction of operations").label_style(("sans-serif", 15)).draw()?;
+    c.configure_mesh()
+        .x_desc("latency from intended start (ms, log)")
+        .y_desc("fraction of operations")
+        .label_style(("sans-serif", 15))
+        .draw()?;
     let colours = [RGBColor(44, 160, 44), ERR, OK, RGBColor(148, 103, 189)];
     for (i, (name, v)) in per_phase.iter().enumerate() {
         if v.is_empty() {
@@ -162,11 +242,19 @@ where
         }
         let col = colours[i % colours.len()];
         let n = v.len() as f64;
-        c.draw_series(LineSeries::new(v.iter().enumerate().map(|(k, x)| (*x, (k + 1) as f64 / n)), col.stroke_width(2)))?
-            .label(format!("{name} ({} ops)", v.len()))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], col.stroke_width(2)));
+        c.draw_series(LineSeries::new(
+            v.iter().enumerate().map(|(k, x)| (*x, (k + 1) as f64 / n)),
+            col.stroke_width(2),
+        ))?
+        .label(format!("{name} ({} ops)", v.len()))
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], col.stroke_width(2)));
     }
-    c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15)).position(SeriesLabelPosition::LowerRight).draw()?;
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -10,22 +10,48 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use plotters::prelude::*;
 
-const FIGURES: &[(&str, &str)] = &[("longest_gap_s", "longest gap between successes (s)"), ("throughput", "throughput (ok/s)"), ("p99_ms", "p99 latency (ms)"), ("errors", "errors")];
+const FIGURES: &[(&str, &str)] = &[
+    ("longest_gap_s", "longest gap between successes (s)"),
+    ("throughput", "throughput (ok/s)"),
+    ("p99_ms", "p99 latency (ms)"),
+    ("errors", "errors"),
+];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Write `<dir>/report.html` for a sweep folder (one with results.csv).
 pub fn report(dir: &Path) -> Result<PathBuf, String> {
     let path = dir.join("results.csv");
     let mut r = csv::Reader::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let header: Vec<String> = r.headers().map_err(|e| e.to_string())?.iter().map(String::from).collect();
-    let rows: Vec<Vec<String>> = r.records().filter_map(Result::ok).map(|x| x.iter().map(String::from).collect()).collect();
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .filter_map(Result::ok)
+        .map(|x| x.iter().map(String::from).collect())
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
     let first_figure = col("ops").ok_or("results.csv has no figures; is this a sweep folder?")?;
     let params: Vec<usize> = (3..first_figure).collect();
-    let varying: Vec<usize> = params.iter().copied().filter(|&c| rows.iter().map(|r| &r[c]).collect::<std::collections::BTreeSet<_>>().len() > 1).collect();
+    let varying: Vec<usize> = params
+        .iter()
+        .copied()
+        .filter(|&c| {
+            rows.iter()
+                .map(|r| &r[c])
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .collect();
     let ok_rows: Vec<&Vec<String>> = rows.iter().filter(|r| r[2] == "ok").collect();
     let mut h = String::new();
     let _ = write!(h, "<!doctype html><html lang=en><head><meta charset=utf-8><title>reckon sweep: {t}</title><style>body{{font-family:sans-serif;max-width:1240px;margin:2em auto}} table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 8px}} th{{background:#f3f3f3}} img{{max-width:100%;border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>sweep {t}</h1><p>{} runs, {} ok, {} failed or not run.</p>", rows.len(), ok_rows.len(), rows.len() - ok_rows.len(), t = esc(&dir.display().to_string()));
@@ -43,9 +69,24 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
         for (fig, label) in FIGURES {
             let Some(fc) = col(fig) else { continue };
             let png = dir.join(format!("sweep-{fig}.png"));
-            plot(&png, &header[x], series.map(|s| header[s].as_str()), label, &ok_rows, x, series, fc).map_err(|e| format!("{}: {e}", png.display()))?;
+            plot(
+                &png,
+                &header[x],
+                series.map(|s| header[s].as_str()),
+                label,
+                &ok_rows,
+                x,
+                series,
+                fc,
+            )
+            .map_err(|e| format!("{}: {e}", png.display()))?;
             let b = std::fs::read(&png).map_err(|e| e.to_string())?;
-            let _ = write!(h, "<img alt=\"{label} against {}\" src=\"data:image/png;base64,{}\">", esc(&header[x]), base64::engine::general_purpose::STANDARD.encode(b));
+            let _ = write!(
+                h,
+                "<img alt=\"{label} against {}\" src=\"data:image/png;base64,{}\">",
+                esc(&header[x]),
+                base64::engine::general_purpose::STANDARD.encode(b)
+            );
         }
     } else {
         h += "<p>No parameter varies between runs: nothing to plot against.</p>";
@@ -73,26 +114,61 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plot(png: &Path, x_name: &str, series_name: Option<&str>, label: &str, rows: &[&Vec<String>], x: usize, series: Option<usize>, fc: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn plot(
+    png: &Path,
+    x_name: &str,
+    series_name: Option<&str>,
+    label: &str,
+    rows: &[&Vec<String>],
+    x: usize,
+    series: Option<usize>,
+    fc: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     // x values: numbers if they all parse, otherwise categories in order of appearance.
     let xs: Vec<String> = {
         let mut v: Vec<String> = rows.iter().map(|r| r[x].clone()).collect();
-        v.sort_by(|a, b| a.parse::<f64>().ok().zip(b.parse::<f64>().ok()).map(|(a, b)| a.partial_cmp(&b).unwrap()).unwrap_or_else(|| a.cmp(b)));
+        v.sort_by(|a, b| {
+            a.parse::<f64>()
+                .ok()
+                .zip(b.parse::<f64>().ok())
+                .map(|(a, b)| a.partial_cmp(&b).unwrap())
+                .unwrap_or_else(|| a.cmp(b))
+        });
         v.dedup();
         v
     };
     let numeric = xs.iter().all(|v| v.parse::<f64>().is_ok());
-    let xpos = |v: &str| if numeric { v.parse::<f64>().unwrap_or(0.0) } else { xs.iter().position(|s| s == v).unwrap_or(0) as f64 };
+    let xpos = |v: &str| {
+        if numeric {
+            v.parse::<f64>().unwrap_or(0.0)
+        } else {
+            xs.iter().position(|s| s == v).unwrap_or(0) as f64
+        }
+    };
     let mut groups: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for r in rows {
         let s = series.map(|c| r[c].clone()).unwrap_or_else(|| "all".into());
         if let Ok(y) = r[fc].parse::<f64>() {
-            groups.entry(s).or_default().entry(r[x].clone()).or_default().push(y);
+            groups
+                .entry(s)
+                .or_default()
+                .entry(r[x].clone())
+                .or_default()
+                .push(y);
         }
     }
-    let (xmin, xmax) = xs.iter().map(|v| xpos(v)).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (xmin, xmax) = xs
+        .iter()
+        .map(|v| xpos(v))
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((xmax - xmin) * 0.05).max(0.5);
-    let ymax = groups.values().flat_map(|g| g.values().flatten()).cloned().fold(0.0, f64::max) * 1.15 + 1e-9;
+    let ymax = groups
+        .values()
+        .flat_map(|g| g.values().flatten())
+        .cloned()
+        .fold(0.0, f64::max)
+        * 1.15
+        + 1e-9;
     let root = BitMapBackend::new(png, (1100, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut c = ChartBuilder::on(&root)
@@ -117,25 +193,45 @@ fn plot(png: &Path, x_name: &str, series_name: Option<&str>, label: &str, rows: 
             }
         })
         .draw()?;
-    let palette = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14)];
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+    ];
     for (i, (name, by_x)) in groups.iter().enumerate() {
         let col = palette[i % palette.len()];
-        let means: Vec<(f64, f64)> = by_x.iter().map(|(xv, ys)| (xpos(xv), ys.iter().sum::<f64>() / ys.len() as f64)).collect();
+        let means: Vec<(f64, f64)> = by_x
+            .iter()
+            .map(|(xv, ys)| (xpos(xv), ys.iter().sum::<f64>() / ys.len() as f64))
+            .collect();
         let mut means = means;
         means.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
         let legend = match series_name {
             Some(s) => format!("{s} = {name}"),
             None => "mean of repeats".into(),
         };
-        c.draw_series(LineSeries::new(means.clone(), col.stroke_width(2)))?.label(legend).legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], col.stroke_width(2)));
+        c.draw_series(LineSeries::new(means.clone(), col.stroke_width(2)))?
+            .label(legend)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], col.stroke_width(2)));
         for (xv, ys) in by_x {
             let xp = xpos(xv);
-            let (lo, hi) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-            c.draw_series(std::iter::once(PathElement::new([(xp, lo), (xp, hi)], col.stroke_width(1))))?;
+            let (lo, hi) = ys
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            c.draw_series(std::iter::once(PathElement::new(
+                [(xp, lo), (xp, hi)],
+                col.stroke_width(1),
+            )))?;
             c.draw_series(ys.iter().map(|y| Circle::new((xp, *y), 3, col.filled())))?;
         }
     }
-    c.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
     root.present()?;
     Ok(())
 }

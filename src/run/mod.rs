@@ -79,7 +79,10 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
     let n = spec.topology.nodes().count();
     let majority = n / 2 + 1;
     if spec.kill_n > n {
-        return Err(RunError::Bad(format!("--kill-n {}: the cluster has only {n} nodes", spec.kill_n)));
+        return Err(RunError::Bad(format!(
+            "--kill-n {}: the cluster has only {n} nodes",
+            spec.kill_n
+        )));
     }
     let kills = spec.fault.kills(spec.kill_n);
     if kills >= majority && !spec.allow_no_quorum {
@@ -89,22 +92,38 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
         )));
     }
     if spec.topology.clients().count() == 0 {
-        return Err(RunError::Bad(format!("topology {} has no client host", spec.topology.name)));
+        return Err(RunError::Bad(format!(
+            "topology {} has no client host",
+            spec.topology.name
+        )));
     }
     if !(spec.mtbf > 0.0) {
-        return Err(RunError::Bad(format!("--mtbf {}: give seconds, more than 0", spec.mtbf)));
+        return Err(RunError::Bad(format!(
+            "--mtbf {}: give seconds, more than 0",
+            spec.mtbf
+        )));
     }
     if spec.op_timeout.is_zero() {
         return Err(RunError::Bad("--op-timeout must be more than 0".into()));
     }
     let dir = &spec.result_dir;
-    let results = |error: String| RunError::Results { path: dir.display().to_string(), error };
+    let results = |error: String| RunError::Results {
+        path: dir.display().to_string(),
+        error,
+    };
     if dir.join("ops.csv").exists() {
-        return Err(results("already holds a run's results (ops.csv); choose another --result-location".into()));
+        return Err(results(
+            "already holds a run's results (ops.csv); choose another --result-location".into(),
+        ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| results(format!("{e}; choose a writable --result-location")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| results(format!("{e}; choose a writable --result-location")))?;
     let probe = dir.join(".reckon-write-test");
-    std::fs::write(&probe, b"").map_err(|e| results(format!("not writable: {e}; choose another --result-location")))?;
+    std::fs::write(&probe, b"").map_err(|e| {
+        results(format!(
+            "not writable: {e}; choose another --result-location"
+        ))
+    })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -126,12 +145,20 @@ pub struct RunOutcome {
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     validate(spec)?;
     let dir = spec.result_dir.clone();
-    let results = |e: std::io::Error| RunError::Results { path: dir.display().to_string(), error: e.to_string() };
+    let results = |e: std::io::Error| RunError::Results {
+        path: dir.display().to_string(),
+        error: e.to_string(),
+    };
     let system_version = std::process::Command::new(&spec.system.binary)
         .arg("--version")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(String::from))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(String::from)
+        })
         .unwrap_or_default();
     let cfg = Config {
         reckon_version: env!("CARGO_PKG_VERSION"),
@@ -153,23 +180,53 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         client_target: spec.client_target,
         op_timeout_s: spec.op_timeout.as_secs_f64(),
     };
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).map_err(|e| results(std::io::Error::other(e)))?).map_err(results)?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).map_err(|e| results(std::io::Error::other(e)))?,
+    )
+    .map_err(results)?;
 
     // The network, the cluster, the prerequisites.
-    eprintln!("reckon: building {} ({} hosts)…", spec.topology.name, spec.topology.hosts.len());
+    eprintln!(
+        "reckon: building {} ({} hosts)…",
+        spec.topology.name,
+        spec.topology.hosts.len()
+    );
     let mut net_opts = spec.net.clone();
     net_opts.impairable_all |= spec.fault.events.iter().any(|e| e.action == Action::Impair);
     let mut net = Network::up(&spec.topology, &net_opts)?;
-    let data_root = std::env::temp_dir().join(format!("reckon-{}-{}-data", spec.net.prefix, std::process::id()));
-    let copts = ClusterOptions { failure_timeout: spec.failure_timeout, log_dir: dir.join("logs"), data_root };
-    eprintln!("reckon: starting {} on {} nodes…", spec.system.name, spec.topology.nodes().count());
+    let data_root = std::env::temp_dir().join(format!(
+        "reckon-{}-{}-data",
+        spec.net.prefix,
+        std::process::id()
+    ));
+    let copts = ClusterOptions {
+        failure_timeout: spec.failure_timeout,
+        log_dir: dir.join("logs"),
+        data_root,
+    };
+    eprintln!(
+        "reckon: starting {} on {} nodes…",
+        spec.system.name,
+        spec.topology.nodes().count()
+    );
     let mut cluster = Cluster::start(&mut net, &spec.system, &copts)?;
     let leader = cluster.wait_ready(Duration::from_secs(30))?;
-    eprintln!("reckon: {} is up, leader {leader}; writing {} prerequisite keys…", spec.system.name, spec.workload.max_key + 1);
+    eprintln!(
+        "reckon: {} is up, leader {leader}; writing {} prerequisite keys…",
+        spec.system.name,
+        spec.workload.max_key + 1
+    );
     net.connect_switches()?;
     let endpoints = cluster.endpoints();
     let clients: Vec<String> = spec.topology.clients().map(|h| h.name.clone()).collect();
-    prerequisites(&net, &clients[0], &endpoints, &spec.workload, spec.op_timeout)?;
+    prerequisites(
+        &net,
+        &clients[0],
+        &endpoints,
+        &spec.workload,
+        spec.op_timeout,
+    )?;
 
     // The schedule, per client.
     let mut per_client: Vec<Vec<Scheduled>> = vec![Vec::new(); clients.len()];
@@ -186,7 +243,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     let recorder = std::thread::spawn(move || {
         let mut all = Vec::new();
         for r in rx {
-            if r.ok { okc.fetch_add(1, Ordering::Relaxed) } else { errc.fetch_add(1, Ordering::Relaxed) };
+            if r.ok {
+                okc.fetch_add(1, Ordering::Relaxed)
+            } else {
+                errc.fetch_add(1, Ordering::Relaxed)
+            };
             let _ = writer.write(&r);
             all.push(r);
         }
@@ -202,7 +263,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mut go = Vec::new();
     for (i, ops) in per_client.into_iter().enumerate() {
-        let (tx, stop, eps, m, ready_tx) = (tx.clone(), stop.clone(), endpoints.clone(), manifest.clone(), ready_tx.clone());
+        let (tx, stop, eps, m, ready_tx) = (
+            tx.clone(),
+            stop.clone(),
+            endpoints.clone(),
+            manifest.clone(),
+            ready_tx.clone(),
+        );
         let (go_tx, go_rx) = mpsc::channel::<Instant>();
         go.push(go_tx);
         let host = clients[i].clone();
@@ -212,12 +279,33 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
             None => threads.push(std::thread::spawn(move || -> Result<(), String> {
                 let _ = ready_tx.send(Ok(()));
                 let Ok(t0) = go_rx.recv() else { return Ok(()) };
-                in_host(&m, &host.clone(), move || drive(host, ops, eps, local, target, timeout, t0, tx, stop)).map_err(|e| e.to_string())
+                in_host(&m, &host.clone(), move || {
+                    drive(host, ops, eps, local, target, timeout, t0, tx, stop)
+                })
+                .map_err(|e| e.to_string())
             })),
             Some(cmd) => {
-                let (cmd, log) = (cmd.clone(), dir.join("logs").join(format!("client-{}.stderr", i + 1)));
+                let (cmd, log) = (
+                    cmd.clone(),
+                    dir.join("logs").join(format!("client-{}.stderr", i + 1)),
+                );
                 let silence = Duration::from_secs_f64(duration) + Duration::from_secs(60);
-                threads.push(std::thread::spawn(move || external(&m, host, i as u32 + 1, &cmd, eps, local, ops, &log, silence, ready_tx, go_rx, tx)));
+                threads.push(std::thread::spawn(move || {
+                    external(
+                        &m,
+                        host,
+                        i as u32 + 1,
+                        &cmd,
+                        eps,
+                        local,
+                        ops,
+                        &log,
+                        silence,
+                        ready_tx,
+                        go_rx,
+                        tx,
+                    )
+                }));
             }
         }
     }
@@ -234,32 +322,56 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         for t in threads {
             let _ = t.join();
         }
-        return Err(RunError::Bad(format!("clients did not get ready:\n{}", not_ready.join("\n"))));
+        return Err(RunError::Bad(format!(
+            "clients did not get ready:\n{}",
+            not_ready.join("\n")
+        )));
     }
     let t0 = Instant::now() + Duration::from_millis(100);
     for g in &go {
         let _ = g.send(t0);
     }
-    let progress = spec.progress.then(|| progress_bar(total, duration, t0, ok_count.clone(), err_count.clone(), stop.clone()));
+    let progress = spec.progress.then(|| {
+        progress_bar(
+            total,
+            duration,
+            t0,
+            ok_count.clone(),
+            err_count.clone(),
+            stop.clone(),
+        )
+    });
 
     // The fault timeline, on this thread.
     let mut faults = Vec::new();
     for (k, ev) in spec.fault.events.iter().enumerate() {
         let at = t0 + Duration::from_secs_f64(ev.at);
         // Resolve who is concerned a little before, so the action itself is all that is left.
-        sleep_until(at.checked_sub(Duration::from_millis(400)).unwrap_or(at), &stop);
+        sleep_until(
+            at.checked_sub(Duration::from_millis(400)).unwrap_or(at),
+            &stop,
+        );
         if crate::signals::interrupted() {
             break;
         }
         let targets = resolve(ev, &cluster, &spec.topology, spec.kill_n);
         sleep_until(at, &stop);
-        let outcome = targets.clone().and_then(|t| apply(ev, &t, &mut net, &mut cluster).map(|_| t));
+        let outcome = targets
+            .clone()
+            .and_then(|t| apply(ev, &t, &mut net, &mut cluster).map(|_| t));
         let applied = secs(t0);
         let (targets, error) = match outcome {
             Ok(t) => (t.describe(), String::new()),
             Err(e) => (String::new(), e),
         };
-        faults.push(FaultRecord { event: k, action: format!("{:?}", ev.action).to_lowercase(), targets, scheduled: ev.at, applied, error });
+        faults.push(FaultRecord {
+            event: k,
+            action: format!("{:?}", ev.action).to_lowercase(),
+            targets,
+            scheduled: ev.at,
+            applied,
+            error,
+        });
         if let Err(e) = record::write_faults(&dir, &faults) {
             // Stop the clients (their threads live in the hosts) before anything is torn down.
             stop.store(true, Ordering::SeqCst);
@@ -269,7 +381,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
             return Err(results(e));
         }
     }
-    let faults_written = if spec.fault.events.is_empty() { record::write_faults(&dir, &faults) } else { Ok(()) };
+    let faults_written = if spec.fault.events.is_empty() {
+        record::write_faults(&dir, &faults)
+    } else {
+        Ok(())
+    };
     sleep_until(t0 + Duration::from_secs_f64(duration), &stop);
     if crate::signals::interrupted() || faults_written.is_err() {
         stop.store(true, Ordering::SeqCst);
@@ -287,20 +403,41 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     let ops = recorder.join().unwrap_or_default();
     faults_written.map_err(results)?;
     let span = spec.fault.span().map(|(a, b)| {
-        let applied = |t: f64| faults.iter().find(|f| (f.scheduled - t).abs() < 1e-9).map(|f| f.applied).unwrap_or(t);
+        let applied = |t: f64| {
+            faults
+                .iter()
+                .find(|f| (f.scheduled - t).abs() < 1e-9)
+                .map(|f| f.applied)
+                .unwrap_or(t)
+        };
         (applied(a), applied(b))
     });
     let summary = record::summarise(&dir, duration, &ops, &faults, span).map_err(results)?;
-    let title = format!("{} / {} / {} / {}", spec.system.name, spec.topology.name, spec.workload.name, spec.fault.name);
+    let title = format!(
+        "{} / {} / {} / {}",
+        spec.system.name, spec.topology.name, spec.workload.name, spec.fault.name
+    );
     let phases = record::phases(duration, span);
-    let input = crate::report::PlotInput { title: &title, duration, ops: &ops, faults: &faults, span, phases: &phases };
+    let input = crate::report::PlotInput {
+        title: &title,
+        duration,
+        ops: &ops,
+        faults: &faults,
+        span,
+        phases: &phases,
+    };
     if let Err(e) = crate::report::plot_run(&dir, &input) {
         // The numbers are written; a plot that fails is reported, not fatal.
         eprintln!("reckon: plots: {e}");
     }
     drop(cluster);
     drop(net);
-    Ok(RunOutcome { summary, dir, faults, client_errors })
+    Ok(RunOutcome {
+        summary,
+        dir,
+        faults,
+        client_errors,
+    })
 }
 
 /// One external client: spawned in its host with every endpoint (its own data centre's first),
@@ -326,15 +463,27 @@ fn external(
     }
     let setup = (|| {
         let _ = std::fs::create_dir_all(log.parent().unwrap_or(std::path::Path::new(".")));
-        let mut c = StdioClient::spawn(m, &host, cmd, &eps, id, false, log).map_err(|e| e.to_string())?;
+        let mut c =
+            StdioClient::spawn(m, &host, cmd, &eps, id, false, log).map_err(|e| e.to_string())?;
         for s in &ops {
             let payload = match &s.op {
-                Op::Write { key, value } => Payload::Write { key: key.clone(), value: value.clone() },
+                Op::Write { key, value } => Payload::Write {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
                 Op::Read { key } => Payload::Read { key: key.clone() },
             };
-            c.preload(false, Operation { payload, time: s.time }).map_err(|e| e.to_string())?;
+            c.preload(
+                false,
+                Operation {
+                    payload,
+                    time: s.time,
+                },
+            )
+            .map_err(|e| e.to_string())?;
         }
-        c.finalise(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+        c.finalise(Duration::from_secs(120))
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(c)
     })();
     let mut c = match setup {
@@ -349,13 +498,27 @@ fn external(
     };
     let Ok(t0) = go.recv() else { return Ok(()) };
     std::thread::sleep(t0.saturating_duration_since(Instant::now()));
-    let t0_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let t0_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     c.start().map_err(|e| e.to_string())?;
     let mut n = 0u64;
     loop {
         match c.next(silence) {
-            Ok(Some(Message::Result { t_submitted, t_result, result, op_kind, other, .. })) => {
-                let intended = other.get("expected_start").and_then(|v| v.as_f64()).unwrap_or(t_submitted) - t0_unix;
+            Ok(Some(Message::Result {
+                t_submitted,
+                t_result,
+                result,
+                op_kind,
+                other,
+                ..
+            })) => {
+                let intended = other
+                    .get("expected_start")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(t_submitted)
+                    - t0_unix;
                 let ok = result == "Success";
                 let _ = tx.send(OpRecord {
                     n,
@@ -367,12 +530,21 @@ fn external(
                     done: t_result - t0_unix,
                     ok,
                     error: if ok { String::new() } else { result },
-                    target: other.get("target").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+                    target: other
+                        .get("target")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
                 });
                 n += 1;
             }
             Ok(_) => return Ok(()),
-            Err(end) => return Err(format!("client {id} on {host}: {end:?} after {n} results (its stderr: {})", log.display())),
+            Err(end) => {
+                return Err(format!(
+                    "client {id} on {host}: {end:?} after {n} results (its stderr: {})",
+                    log.display()
+                ))
+            }
         }
     }
 }
@@ -393,7 +565,13 @@ fn sleep_until(t: Instant, stop: &AtomicBool) {
     }
 }
 
-fn prerequisites(net: &Network, host: &str, endpoints: &[String], w: &Workload, timeout: Duration) -> Result<(), RunError> {
+fn prerequisites(
+    net: &Network,
+    host: &str,
+    endpoints: &[String],
+    w: &Workload,
+    timeout: Duration,
+) -> Result<(), RunError> {
     let keys: Vec<String> = w.prerequisites().collect();
     let eps = endpoints.to_vec();
     let failed = in_host(net.manifest(), host, || async move {
@@ -406,12 +584,19 @@ fn prerequisites(net: &Network, host: &str, endpoints: &[String], w: &Workload, 
                 async move { (k.clone(), kv.put(&k, b"", timeout).await) }
             }))
             .await;
-            failed.extend(results.into_iter().filter_map(|(k, r)| r.err().map(|e| format!("{k}: {e}"))));
+            failed.extend(
+                results
+                    .into_iter()
+                    .filter_map(|(k, r)| r.err().map(|e| format!("{k}: {e}"))),
+            );
         }
         failed
     })?;
     if let Some(first) = failed.first() {
-        return Err(RunError::Bad(format!("{} of the prerequisite writes failed, first: {first}", failed.len())));
+        return Err(RunError::Bad(format!(
+            "{} of the prerequisite writes failed, first: {first}",
+            failed.len()
+        )));
     }
     Ok(())
 }
@@ -439,7 +624,17 @@ where
 
 /// One client host's open loop against etcd.
 #[allow(clippy::too_many_arguments)]
-async fn drive(host: String, ops: Vec<Scheduled>, eps: Vec<String>, local: Option<usize>, target: Target, timeout: Duration, t0: Instant, tx: mpsc::Sender<OpRecord>, stop: Arc<AtomicBool>) {
+async fn drive(
+    host: String,
+    ops: Vec<Scheduled>,
+    eps: Vec<String>,
+    local: Option<usize>,
+    target: Target,
+    timeout: Duration,
+    t0: Instant,
+    tx: mpsc::Sender<OpRecord>,
+    stop: Arc<AtomicBool>,
+) {
     let kv = EtcdKv::new(eps, local, target);
     open_loop(host, ops, t0, tx, stop, move |op| {
         let kv = kv.clone();
@@ -457,8 +652,14 @@ async fn drive(host: String, ops: Vec<Scheduled>, eps: Vec<String>, local: Optio
 /// The open loop: each operation is sent at its scheduled instant, whether or not earlier ones
 /// have returned (no coordinated omission), by `perform` (which answers the endpoint that
 /// served it, or the error), and recorded into `tx`.
-pub async fn open_loop<F, Fut>(host: String, ops: Vec<Scheduled>, t0: Instant, tx: mpsc::Sender<OpRecord>, stop: Arc<AtomicBool>, perform: F)
-where
+pub async fn open_loop<F, Fut>(
+    host: String,
+    ops: Vec<Scheduled>,
+    t0: Instant,
+    tx: mpsc::Sender<OpRecord>,
+    stop: Arc<AtomicBool>,
+    perform: F,
+) where
     F: Fn(Op) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<String, String>> + 'static,
 {
@@ -489,7 +690,18 @@ where
                     Ok(endpoint) => (true, String::new(), endpoint),
                     Err(e) => (false, e, String::new()),
                 };
-                let _ = tx.send(OpRecord { n: s.n, client: host, kind: s.op.kind().into(), key: s.op.key().into(), intended: s.time, sent, done, ok, error, target });
+                let _ = tx.send(OpRecord {
+                    n: s.n,
+                    client: host,
+                    kind: s.op.kind().into(),
+                    key: s.op.key().into(),
+                    intended: s.time,
+                    sent,
+                    done,
+                    ok,
+                    error,
+                    target,
+                });
             });
             // Reap what finished, so the set stays small on long runs.
             while inflight.try_join_next().is_some() {}
@@ -508,22 +720,60 @@ struct Targets {
 
 impl Targets {
     fn describe(&self) -> String {
-        if self.b.is_empty() { self.a.join(" ") } else { format!("{} | {}", self.a.join(" "), self.b.join(" ")) }
+        if self.b.is_empty() {
+            self.a.join(" ")
+        } else {
+            format!("{} | {}", self.a.join(" "), self.b.join(" "))
+        }
     }
 }
 
 fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targets, String> {
-    let needs_leader = [&ev.a, &ev.b, &ev.node].iter().any(|s| s.as_deref().is_some_and(|s| s == "leader" || s.starts_with("follower")));
-    let leader = if needs_leader { Some(c.leader().ok_or("no leader to select (none is agreed on)")?) } else { None };
-    let running: Vec<&str> = c.nodes.iter().filter(|n| n.is_running()).map(|n| n.name.as_str()).collect();
-    let followers: Vec<String> = running.iter().filter(|n| Some(**n) != leader.as_deref()).map(|s| s.to_string()).collect();
+    let needs_leader = [&ev.a, &ev.b, &ev.node].iter().any(|s| {
+        s.as_deref()
+            .is_some_and(|s| s == "leader" || s.starts_with("follower"))
+    });
+    let leader = if needs_leader {
+        Some(
+            c.leader()
+                .ok_or("no leader to select (none is agreed on)")?,
+        )
+    } else {
+        None
+    };
+    let running: Vec<&str> = c
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.name.as_str())
+        .collect();
+    let followers: Vec<String> = running
+        .iter()
+        .filter(|n| Some(**n) != leader.as_deref())
+        .map(|s| s.to_string())
+        .collect();
     let one = |sel: &str, other: &[String]| -> Result<Vec<String>, String> {
         Ok(match sel {
             "leader" => vec![leader.clone().unwrap_or_default()],
             "follower" => vec![followers.first().cloned().ok_or("no follower is running")?],
-            "killed" => c.nodes.iter().filter(|n| !n.is_running()).map(|n| n.name.clone()).collect(),
-            "paused" => c.nodes.iter().filter(|n| n.is_paused()).map(|n| n.name.clone()).collect(),
-            "others" => t.hosts.iter().map(|h| h.name.clone()).filter(|h| !other.contains(h)).collect(),
+            "killed" => c
+                .nodes
+                .iter()
+                .filter(|n| !n.is_running())
+                .map(|n| n.name.clone())
+                .collect(),
+            "paused" => c
+                .nodes
+                .iter()
+                .filter(|n| n.is_paused())
+                .map(|n| n.name.clone())
+                .collect(),
+            "others" => t
+                .hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .filter(|h| !other.contains(h))
+                .collect(),
             s if s.starts_with("followers:") => {
                 let n = match &s["followers:".len()..] {
                     "kill-n" => kill_n,
@@ -531,11 +781,25 @@ fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targe
                 };
                 followers.iter().take(n).cloned().collect()
             }
-            s if s.starts_with("node:") => vec![t.nodes().nth(s[5..].parse::<usize>().unwrap_or(1) - 1).ok_or(format!("{s}: no such node"))?.name.clone()],
-            s if s.starts_with("client:") => vec![t.clients().nth(s[7..].parse::<usize>().unwrap_or(1) - 1).ok_or(format!("{s}: no such client"))?.name.clone()],
+            s if s.starts_with("node:") => vec![t
+                .nodes()
+                .nth(s[5..].parse::<usize>().unwrap_or(1) - 1)
+                .ok_or(format!("{s}: no such node"))?
+                .name
+                .clone()],
+            s if s.starts_with("client:") => vec![t
+                .clients()
+                .nth(s[7..].parse::<usize>().unwrap_or(1) - 1)
+                .ok_or(format!("{s}: no such client"))?
+                .name
+                .clone()],
             s if s.starts_with("dc:") => {
                 let dc: u32 = s[3..].parse().unwrap_or(0);
-                t.hosts.iter().filter(|h| h.dc == Some(dc)).map(|h| h.name.clone()).collect()
+                t.hosts
+                    .iter()
+                    .filter(|h| h.dc == Some(dc))
+                    .map(|h| h.name.clone())
+                    .collect()
             }
             s => return Err(format!("selector {s}")),
         })
@@ -553,14 +817,19 @@ fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targe
 }
 
 fn apply(ev: &Event, t: &Targets, net: &mut Network, c: &mut Cluster) -> Result<(), String> {
-    let each = |c: &mut Cluster, f: fn(&mut Cluster, &str) -> Result<(), crate::system::SystemError>| -> Result<(), String> {
+    let each = |c: &mut Cluster,
+                f: fn(&mut Cluster, &str) -> Result<(), crate::system::SystemError>|
+     -> Result<(), String> {
         for n in &t.a {
             f(c, n).map_err(|e| e.to_string())?;
         }
         Ok(())
     };
     match ev.action {
-        Action::Partition => net.partition(&t.a, &t.b, ev.oneway).map(|_| ()).map_err(|e| e.to_string()),
+        Action::Partition => net
+            .partition(&t.a, &t.b, ev.oneway)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         Action::Heal => net.heal().map(|_| ()).map_err(|e| e.to_string()),
         Action::Kill => each(c, Cluster::stop),
         Action::Restart => each(c, Cluster::restart),
@@ -568,15 +837,26 @@ fn apply(ev: &Event, t: &Targets, net: &mut Network, c: &mut Cluster) -> Result<
         Action::Resume => each(c, Cluster::resume),
         Action::Impair => {
             let link = ev.link.clone().unwrap_or_default();
-            net.set_impairment(&link, ev.impair, ev.impair).map_err(|e| e.to_string())
+            net.set_impairment(&link, ev.impair, ev.impair)
+                .map_err(|e| e.to_string())
         }
     }
 }
 
-fn progress_bar(total: u64, duration: f64, t0: Instant, ok: Arc<AtomicU64>, err: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn progress_bar(
+    total: u64,
+    duration: f64,
+    t0: Instant,
+    ok: Arc<AtomicU64>,
+    err: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let pb = indicatif::ProgressBar::new((duration * 10.0) as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("{bar:30} {elapsed_precise} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         let mut last = (0u64, Instant::now());
         while !stop.load(Ordering::Relaxed) {
             let t = secs(t0);
@@ -598,23 +878,55 @@ fn progress_bar(total: u64, duration: f64, t0: Instant, ok: Arc<AtomicU64>, err:
 /// selectors: leader, follower, node:I, dc:I, client:I, others), `oneway A B`, `heal`, `kill N`,
 /// `restart N`, `pause N`, `resume N` (a node or a selector), `leader`, `status`, `hosts`,
 /// `help`, `exit`.
-pub fn debug_shell(spec: &RunSpec, input: impl std::io::BufRead, mut out: impl std::io::Write) -> Result<(), RunError> {
+pub fn debug_shell(
+    spec: &RunSpec,
+    input: impl std::io::BufRead,
+    mut out: impl std::io::Write,
+) -> Result<(), RunError> {
     let mut net = Network::up(&spec.topology, &spec.net)?;
     let dir = &spec.result_dir;
-    std::fs::create_dir_all(dir).map_err(|e| RunError::Results { path: dir.display().to_string(), error: e.to_string() })?;
-    let data_root = std::env::temp_dir().join(format!("reckon-{}-{}-data", spec.net.prefix, std::process::id()));
-    let copts = ClusterOptions { failure_timeout: spec.failure_timeout, log_dir: dir.join("logs"), data_root };
+    std::fs::create_dir_all(dir).map_err(|e| RunError::Results {
+        path: dir.display().to_string(),
+        error: e.to_string(),
+    })?;
+    let data_root = std::env::temp_dir().join(format!(
+        "reckon-{}-{}-data",
+        spec.net.prefix,
+        std::process::id()
+    ));
+    let copts = ClusterOptions {
+        failure_timeout: spec.failure_timeout,
+        log_dir: dir.join("logs"),
+        data_root,
+    };
     let mut cluster = Cluster::start(&mut net, &spec.system, &copts)?;
     let leader = cluster.wait_ready(Duration::from_secs(30))?;
-    let _ = writeln!(out, "{} is up on {} (leader {leader}); endpoints {}", spec.system.name, spec.topology.name, cluster.endpoints().join(","));
-    let _ = writeln!(out, "type `help` for the commands; `exit` (or end of input) tears everything down");
+    let _ = writeln!(
+        out,
+        "{} is up on {} (leader {leader}); endpoints {}",
+        spec.system.name,
+        spec.topology.name,
+        cluster.endpoints().join(",")
+    );
+    let _ = writeln!(
+        out,
+        "type `help` for the commands; `exit` (or end of input) tears everything down"
+    );
     let event = |action: Action, a: Option<&str>, b: Option<&str>, oneway: bool| Event {
         at: 0.0,
         action: action.clone(),
-        a: if matches!(action, Action::Partition) { a.map(String::from) } else { None },
+        a: if matches!(action, Action::Partition) {
+            a.map(String::from)
+        } else {
+            None
+        },
         b: b.map(String::from),
         oneway,
-        node: if matches!(action, Action::Partition) { None } else { a.map(String::from) },
+        node: if matches!(action, Action::Partition) {
+            None
+        } else {
+            a.map(String::from)
+        },
         link: None,
         impair: None,
     };

@@ -20,8 +20,24 @@ use crate::record::Summary;
 /// Parameters a plan may set, and the `reckon run` argument each becomes (positional ones first).
 pub const POSITIONAL: &[&str] = &["system", "topology", "workload", "fault"];
 pub const FLAGS: &[&str] = &[
-    "number_nodes", "number_clients", "link_latency", "link_loss", "link_jitter", "impair_backend", "rate", "write_ratio", "max_key", "payload_size",
-    "arrival_process", "duration", "mtbf", "kill_n", "failure_timeout", "client_target", "op_timeout", "seed",
+    "number_nodes",
+    "number_clients",
+    "link_latency",
+    "link_loss",
+    "link_jitter",
+    "impair_backend",
+    "rate",
+    "write_ratio",
+    "max_key",
+    "payload_size",
+    "arrival_process",
+    "duration",
+    "mtbf",
+    "kill_n",
+    "failure_timeout",
+    "client_target",
+    "op_timeout",
+    "seed",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -77,51 +93,84 @@ fn text(v: &toml::Value) -> String {
 
 /// Read and expand a plan.
 pub fn load(path: &Path) -> Result<Plan, String> {
-    let src = std::fs::read_to_string(path).map_err(|e| format!("cannot read sweep plan {}: {e}", path.display()))?;
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read sweep plan {}: {e}", path.display()))?;
     let f: PlanFile = toml::from_str(&src).map_err(|e| {
-        let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1);
+        let line = e
+            .span()
+            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
         format!("{}:{line}: {}", path.display(), e.message().trim())
     })?;
     let known = || format!("{}, {}", POSITIONAL.join(", "), FLAGS.join(", "));
     for k in f.fixed.keys().chain(f.grid.keys()) {
         if !POSITIONAL.contains(&k.as_str()) && !FLAGS.contains(&k.as_str()) {
-            return Err(format!("{}: unknown parameter '{k}'; known: {}", path.display(), known()));
+            return Err(format!(
+                "{}: unknown parameter '{k}'; known: {}",
+                path.display(),
+                known()
+            ));
         }
     }
     if f.grid.is_empty() {
-        return Err(format!("{}: the grid is empty; give [grid] at least one parameter with a list of values", path.display()));
+        return Err(format!(
+            "{}: the grid is empty; give [grid] at least one parameter with a list of values",
+            path.display()
+        ));
     }
     if let Some((k, _)) = f.grid.iter().find(|(_, v)| v.is_empty()) {
-        return Err(format!("{}: grid parameter '{k}' has no values", path.display()));
+        return Err(format!(
+            "{}: grid parameter '{k}' has no values",
+            path.display()
+        ));
     }
     if let Some(k) = f.fixed.keys().find(|k| f.grid.contains_key(*k)) {
-        return Err(format!("{}: '{k}' is both fixed and in the grid", path.display()));
+        return Err(format!(
+            "{}: '{k}' is both fixed and in the grid",
+            path.display()
+        ));
     }
     for p in POSITIONAL {
         if !f.fixed.contains_key(*p) && !f.grid.contains_key(*p) {
-            return Err(format!("{}: say which {p} to run (in [fixed] or [grid])", path.display()));
+            return Err(format!(
+                "{}: say which {p} to run (in [fixed] or [grid])",
+                path.display()
+            ));
         }
     }
     if f.repeats == 0 {
         return Err(format!("{}: repeats must be at least 1", path.display()));
     }
     // The grid's cross product.
-    let mut combos: Vec<BTreeMap<String, String>> = vec![f.fixed.iter().map(|(k, v)| (k.clone(), text(v))).collect()];
+    let mut combos: Vec<BTreeMap<String, String>> =
+        vec![f.fixed.iter().map(|(k, v)| (k.clone(), text(v))).collect()];
     for (k, values) in &f.grid {
-        combos = combos.into_iter().flat_map(|c| values.iter().map(move |v| {
-            let mut c = c.clone();
-            c.insert(k.clone(), text(v));
-            c
-        })).collect();
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(k.clone(), text(v));
+                    c
+                })
+            })
+            .collect();
     }
     let mut points = Vec::new();
     for (i, params) in combos.iter().enumerate() {
         for r in 0..f.repeats {
-            points.push(Point { index: points.len(), id: format!("{i:04}-r{r}"), repeat: r, params: params.clone() });
+            points.push(Point {
+                index: points.len(),
+                id: format!("{i:04}-r{r}"),
+                repeat: r,
+                params: params.clone(),
+            });
         }
     }
     if f.shuffle {
-        points.shuffle(&mut rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(f.order_seed));
+        points.shuffle(&mut rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(
+            f.order_seed,
+        ));
     }
     let mut columns: Vec<String> = f.grid.keys().cloned().collect();
     columns.extend(f.fixed.keys().cloned());
@@ -147,7 +196,14 @@ pub struct Done {
 
 /// Run the plan's points (of shard `shard`) into `out`, skipping finished ones. `bin` is the
 /// reckon binary; `prefix` the prefix each run uses. `progress` hears of each run.
-pub fn run(plan: &Plan, out: &Path, shard: Option<(usize, usize)>, bin: &Path, prefix: &str, mut progress: impl FnMut(usize, usize, &Point, &str)) -> Result<Vec<Done>, String> {
+pub fn run(
+    plan: &Plan,
+    out: &Path,
+    shard: Option<(usize, usize)>,
+    bin: &Path,
+    prefix: &str,
+    mut progress: impl FnMut(usize, usize, &Point, &str),
+) -> Result<Vec<Done>, String> {
     std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
     let mine: Vec<&Point> = plan.points.iter().filter(|p| in_shard(p, shard)).collect();
     let mut done = Vec::new();
@@ -169,7 +225,10 @@ pub fn run(plan: &Plan, out: &Path, shard: Option<(usize, usize)>, bin: &Path, p
                 }
             }
             args.extend(["--result-location".into(), dir.display().to_string()]);
-            let o = Command::new(bin).args(&args).output().map_err(|e| format!("could not run {}: {e}", bin.display()))?;
+            let o = Command::new(bin)
+                .args(&args)
+                .output()
+                .map_err(|e| format!("could not run {}: {e}", bin.display()))?;
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
             if o.status.success() {
@@ -178,11 +237,21 @@ pub fn run(plan: &Plan, out: &Path, shard: Option<(usize, usize)>, bin: &Path, p
                 // Whatever the run left (it cleans up after itself; this is for a crash).
                 let _ = Command::new(bin).args(["clean", "--only", prefix]).output();
                 let err = String::from_utf8_lossy(&o.stderr);
-                format!("failed: {}", err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim())
+                format!(
+                    "failed: {}",
+                    err.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim()
+                )
             }
         };
         progress(k + 1, mine.len(), p, &status);
-        done.push(Done { point: (*p).clone(), status });
+        done.push(Done {
+            point: (*p).clone(),
+            status,
+        });
     }
     write_results(plan, out, shard)?;
     Ok(done)
@@ -196,7 +265,16 @@ fn in_shard(p: &Point, shard: Option<(usize, usize)>) -> bool {
 }
 
 /// Summary figures that go into results.csv.
-const FIGURES: &[&str] = &["ops", "ok", "errors", "throughput", "p50_ms", "p99_ms", "max_ms", "longest_gap_s"];
+const FIGURES: &[&str] = &[
+    "ops",
+    "ok",
+    "errors",
+    "throughput",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "longest_gap_s",
+];
 
 fn figures(s: &Summary) -> Vec<String> {
     vec![
@@ -212,7 +290,11 @@ fn figures(s: &Summary) -> Vec<String> {
 }
 
 /// (Re)write `<out>/results.csv` from the run folders: one row per point of the shard.
-pub fn write_results(plan: &Plan, out: &Path, shard: Option<(usize, usize)>) -> Result<PathBuf, String> {
+pub fn write_results(
+    plan: &Plan,
+    out: &Path,
+    shard: Option<(usize, usize)>,
+) -> Result<PathBuf, String> {
     let path = out.join("results.csv");
     let mut w = csv::Writer::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut header = vec!["id".to_string(), "repeat".into(), "status".into()];
@@ -223,15 +305,26 @@ pub fn write_results(plan: &Plan, out: &Path, shard: Option<(usize, usize)>) -> 
     points.sort_by(|a, b| a.id.cmp(&b.id));
     for p in points {
         let dir = out.join("runs").join(&p.id);
-        let summary: Option<Summary> = std::fs::read(dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let summary: Option<Summary> = std::fs::read(dir.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         let status = match (&summary, dir.join("run.log").exists()) {
             (Some(_), _) => "ok".to_string(),
             (None, true) => "failed".to_string(),
             (None, false) => "not run".to_string(),
         };
         let mut row = vec![p.id.clone(), p.repeat.to_string(), status];
-        row.extend(plan.columns.iter().map(|c| p.params.get(c).cloned().unwrap_or_default()));
-        row.extend(summary.as_ref().map(figures).unwrap_or_else(|| vec![String::new(); FIGURES.len()]));
+        row.extend(
+            plan.columns
+                .iter()
+                .map(|c| p.params.get(c).cloned().unwrap_or_default()),
+        );
+        row.extend(
+            summary
+                .as_ref()
+                .map(figures)
+                .unwrap_or_else(|| vec![String::new(); FIGURES.len()]),
+        );
         w.write_record(&row).map_err(|e| e.to_string())?;
     }
     w.flush().map_err(|e| e.to_string())?;
@@ -245,11 +338,21 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(PathBuf, usize), String> {
     let mut rows: BTreeMap<String, csv::StringRecord> = BTreeMap::new();
     for d in dirs {
         let path = d.join("results.csv");
-        let mut r = csv::Reader::from_path(&path).map_err(|e| format!("{}: {e}; give folders written by `reckon sweep`", path.display()))?;
+        let mut r = csv::Reader::from_path(&path).map_err(|e| {
+            format!(
+                "{}: {e}; give folders written by `reckon sweep`",
+                path.display()
+            )
+        })?;
         let h = r.headers().map_err(|e| e.to_string())?.clone();
         match &header {
             None => header = Some(h),
-            Some(prev) if *prev != h => return Err(format!("{}: its columns differ from the other shards' (a different plan?)", path.display())),
+            Some(prev) if *prev != h => {
+                return Err(format!(
+                    "{}: its columns differ from the other shards' (a different plan?)",
+                    path.display()
+                ))
+            }
             _ => {}
         }
         for rec in r.records() {

@@ -39,7 +39,10 @@ pub fn status(m: &Manifest, nodes: &[(String, Ipv4Addr, u16)]) -> Vec<MemberStat
     children
         .into_iter()
         .map(|(node, child)| {
-            let answer = child.and_then(|c| c.wait_with_output().ok()).filter(|o| o.status.success()).and_then(|o| parse(&o.stdout));
+            let answer = child
+                .and_then(|c| c.wait_with_output().ok())
+                .filter(|o| o.status.success())
+                .and_then(|o| parse(&o.stdout));
             MemberStatus { node, answer }
         })
         .collect()
@@ -53,7 +56,10 @@ fn parse(out: &[u8]) -> Option<Answer> {
     Some(Answer {
         member_id: s["header"]["member_id"].as_u64()?,
         leader_id: s["leader"].as_u64()?,
-        raft_term: s["raftTerm"].as_u64().or_else(|| s["header"]["raft_term"].as_u64()).unwrap_or(0),
+        raft_term: s["raftTerm"]
+            .as_u64()
+            .or_else(|| s["header"]["raft_term"].as_u64())
+            .unwrap_or(0),
         raft_index: s["raftIndex"].as_u64().unwrap_or(0),
     })
 }

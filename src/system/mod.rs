@@ -23,18 +23,34 @@ use crate::net::{self, registry::Manifest, NetError};
 /// (+ an adapter if it is not etcd-like).
 pub const BUILTIN: &[(&str, &str)] = &[
     ("etcd", include_str!("../../systems/etcd.toml")),
-    ("etcd-pre-vote", include_str!("../../systems/etcd-pre-vote.toml")),
+    (
+        "etcd-pre-vote",
+        include_str!("../../systems/etcd-pre-vote.toml"),
+    ),
 ];
 
 pub fn known() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The adapters in code, by the name a definition gives in `adapter`.
 pub const ADAPTERS: &[&str] = &["etcd"];
 
 const PLACEHOLDERS: &[&str] = &[
-    "name", "ip", "data_dir", "client_port", "peer_port", "token", "initial_cluster", "cluster_state", "election_ms", "heartbeat_ms",
+    "name",
+    "ip",
+    "data_dir",
+    "client_port",
+    "peer_port",
+    "token",
+    "initial_cluster",
+    "cluster_state",
+    "election_ms",
+    "heartbeat_ms",
 ];
 
 /// A system definition.
@@ -64,18 +80,39 @@ fn comma() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
-    #[error("unknown system '{name}'; known systems: {known} (or give your own with --system-file)")]
+    #[error(
+        "unknown system '{name}'; known systems: {known} (or give your own with --system-file)"
+    )]
     Unknown { name: String, known: String },
     #[error("cannot read system file {file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}: {message}")]
-    Invalid { file: String, line: usize, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{system}: {binary} not found; install it: {hint}")]
-    Missing { system: String, binary: String, hint: String },
+    Missing {
+        system: String,
+        binary: String,
+        hint: String,
+    },
     #[error("node {node}: {what}: {error}")]
-    Node { node: String, what: String, error: String },
+    Node {
+        node: String,
+        what: String,
+        error: String,
+    },
     #[error("no leader within {deadline:?}{}\n{tails}", if waited_for.is_empty() { String::new() } else { format!(" (not answering: {waited_for})") })]
-    NoLeader { deadline: Duration, waited_for: String, tails: String },
+    NoLeader {
+        deadline: Duration,
+        waited_for: String,
+        tails: String,
+    },
     #[error("no node named '{0}'; nodes: {1}")]
     NoSuchNode(String, String),
     #[error(transparent)]
@@ -86,34 +123,64 @@ pub enum SystemError {
 
 /// Resolve a built-in system by name.
 pub fn builtin(name: &str) -> Result<SystemDef, SystemError> {
-    let (_, src) = BUILTIN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| SystemError::Unknown { name: name.into(), known: known() })?;
+    let (_, src) =
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| SystemError::Unknown {
+                name: name.into(),
+                known: known(),
+            })?;
     parse(name, &format!("systems/{name}.toml"), src)
 }
 
 /// Read a user's system definition; its name is the file's stem.
 pub fn from_file(path: &Path) -> Result<SystemDef, SystemError> {
     let file = path.display().to_string();
-    let src = fs::read_to_string(path).map_err(|source| SystemError::Io { file: file.clone(), source })?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    let src = fs::read_to_string(path).map_err(|source| SystemError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "custom".into());
     parse(&name, &file, &src)
 }
 
 fn line_of(src: &str, needle: &str) -> usize {
-    src.find(needle).map(|i| src[..i].matches('\n').count() + 1).unwrap_or(1)
+    src.find(needle)
+        .map(|i| src[..i].matches('\n').count() + 1)
+        .unwrap_or(1)
 }
 
 fn parse(name: &str, file: &str, src: &str) -> Result<SystemDef, SystemError> {
     let mut def: SystemDef = toml::from_str(src).map_err(|e| {
-        let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1);
-        SystemError::Invalid { file: file.into(), line, message: e.message().trim().to_string() }
+        let line = e
+            .span()
+            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
+        SystemError::Invalid {
+            file: file.into(),
+            line,
+            message: e.message().trim().to_string(),
+        }
     })?;
     def.name = name.into();
-    let invalid = |needle: &str, message: String| SystemError::Invalid { file: file.into(), line: line_of(src, needle), message };
+    let invalid = |needle: &str, message: String| SystemError::Invalid {
+        file: file.into(),
+        line: line_of(src, needle),
+        message,
+    };
     if !ADAPTERS.contains(&def.adapter.as_str()) {
-        return Err(invalid("adapter", format!("adapter '{}': known adapters: {}", def.adapter, ADAPTERS.join(", "))));
+        return Err(invalid(
+            "adapter",
+            format!(
+                "adapter '{}': known adapters: {}",
+                def.adapter,
+                ADAPTERS.join(", ")
+            ),
+        ));
     }
     for t in def.args.iter().chain([&def.member]).chain(def.env.values()) {
         check_template(t).map_err(|m| invalid(t, m))?;
@@ -128,10 +195,16 @@ fn parse(name: &str, file: &str, src: &str) -> Result<SystemDef, SystemError> {
 fn check_template(t: &str) -> Result<(), String> {
     let mut rest = t;
     while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').ok_or_else(|| format!("'{t}': unclosed '{{'"))? + open;
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("'{t}': unclosed '{{'"))?
+            + open;
         let key = &rest[open + 1..close];
         if !PLACEHOLDERS.contains(&key) {
-            return Err(format!("'{t}': unknown placeholder {{{key}}}; known: {}", PLACEHOLDERS.join(", ")));
+            return Err(format!(
+                "'{t}': unknown placeholder {{{key}}}; known: {}",
+                PLACEHOLDERS.join(", ")
+            ));
         }
         rest = &rest[close + 1..];
     }
@@ -210,15 +283,30 @@ pub struct Cluster {
 
 impl Cluster {
     /// Start a node on every node host of `net` and return without waiting (see [`Cluster::wait_ready`]).
-    pub fn start(net: &mut net::Network, def: &SystemDef, opts: &ClusterOptions) -> Result<Cluster, SystemError> {
+    pub fn start(
+        net: &mut net::Network,
+        def: &SystemDef,
+        opts: &ClusterOptions,
+    ) -> Result<Cluster, SystemError> {
         if !def.binary.is_file() {
-            return Err(SystemError::Missing { system: def.name.clone(), binary: def.binary.display().to_string(), hint: def.install_hint.clone() });
+            return Err(SystemError::Missing {
+                system: def.name.clone(),
+                binary: def.binary.display().to_string(),
+                hint: def.install_hint.clone(),
+            });
         }
-        fs::create_dir_all(&opts.log_dir).map_err(|e| SystemError::Other(format!("log directory {}: {e}", opts.log_dir.display())))?;
+        fs::create_dir_all(&opts.log_dir).map_err(|e| {
+            SystemError::Other(format!("log directory {}: {e}", opts.log_dir.display()))
+        })?;
         if opts.data_root.exists() {
-            return Err(SystemError::Other(format!("data directory {} already exists; a fresh run needs a fresh one", opts.data_root.display())));
+            return Err(SystemError::Other(format!(
+                "data directory {} already exists; a fresh run needs a fresh one",
+                opts.data_root.display()
+            )));
         }
-        fs::create_dir_all(&opts.data_root).map_err(|e| SystemError::Other(format!("data directory {}: {e}", opts.data_root.display())))?;
+        fs::create_dir_all(&opts.data_root).map_err(|e| {
+            SystemError::Other(format!("data directory {}: {e}", opts.data_root.display()))
+        })?;
         net.add_scratch(&opts.data_root)?;
         let nodes = net
             .topology()
@@ -232,7 +320,13 @@ impl Cluster {
                 paused: false,
             })
             .collect();
-        let mut c = Cluster { def: def.clone(), nodes, manifest: net.manifest().clone(), opts: opts.clone(), detached: false };
+        let mut c = Cluster {
+            def: def.clone(),
+            nodes,
+            manifest: net.manifest().clone(),
+            opts: opts.clone(),
+            detached: false,
+        };
         for i in 0..c.nodes.len() {
             c.spawn(i, "new")?;
         }
@@ -240,9 +334,19 @@ impl Cluster {
     }
 
     fn index(&self, node: &str) -> Result<usize, SystemError> {
-        self.nodes.iter().position(|n| n.name == node).ok_or_else(|| {
-            SystemError::NoSuchNode(node.into(), self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "))
-        })
+        self.nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| {
+                SystemError::NoSuchNode(
+                    node.into(),
+                    self.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
     }
 
     fn vars(&self, i: usize, state: &str) -> BTreeMap<&'static str, String> {
@@ -276,9 +380,19 @@ impl Cluster {
     fn spawn(&mut self, i: usize, state: &str) -> Result<(), SystemError> {
         let vars = self.vars(i, state);
         let node = &self.nodes[i];
-        let err = |what: &str, e: String| SystemError::Node { node: node.name.clone(), what: what.into(), error: e };
-        let log = fs::OpenOptions::new().create(true).append(true).open(&node.log).map_err(|e| err("open log", format!("{}: {e}", node.log.display())))?;
-        let log2 = log.try_clone().map_err(|e| err("open log", e.to_string()))?;
+        let err = |what: &str, e: String| SystemError::Node {
+            node: node.name.clone(),
+            what: what.into(),
+            error: e,
+        };
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| err("open log", format!("{}: {e}", node.log.display())))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| err("open log", e.to_string()))?;
         let mut cmd: Command = net::command_in(&self.manifest, &node.name, &self.def.binary)?;
         cmd.args(self.def.args.iter().map(|a| fill(a, &vars)))
             .envs(self.def.env.iter().map(|(k, v)| (k, fill(v, &vars))))
@@ -287,8 +401,15 @@ impl Cluster {
             .stderr(log2);
         // Its own process group: a Ctrl-C at the terminal reaches reckon, which stops nodes itself.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| err("start", format!("{}: {e}", self.def.binary.display())))?;
-        tracing::info!("started {} on {} (pid {})", self.def.name, node.name, child.id());
+        let child = cmd
+            .spawn()
+            .map_err(|e| err("start", format!("{}: {e}", self.def.binary.display())))?;
+        tracing::info!(
+            "started {} on {} (pid {})",
+            self.def.name,
+            node.name,
+            child.id()
+        );
         self.nodes[i].child = Some(child);
         self.nodes[i].paused = false;
         Ok(())
@@ -299,7 +420,11 @@ impl Cluster {
         let i = self.index(node)?;
         let n = &mut self.nodes[i];
         let Some(mut c) = n.child.take() else {
-            return Err(SystemError::Node { node: node.into(), what: "stop".into(), error: "it is not running".into() });
+            return Err(SystemError::Node {
+                node: node.into(),
+                what: "stop".into(),
+                error: "it is not running".into(),
+            });
         };
         let _ = c.kill();
         let _ = c.wait();
@@ -311,7 +436,11 @@ impl Cluster {
     pub fn restart(&mut self, node: &str) -> Result<(), SystemError> {
         let i = self.index(node)?;
         if self.nodes[i].child.is_some() {
-            return Err(SystemError::Node { node: node.into(), what: "restart".into(), error: "it is running; stop it first".into() });
+            return Err(SystemError::Node {
+                node: node.into(),
+                what: "restart".into(),
+                error: "it is running; stop it first".into(),
+            });
         }
         self.spawn(i, "existing")
     }
@@ -319,8 +448,16 @@ impl Cluster {
     fn signal(&mut self, node: &str, sig: Signal, paused: bool) -> Result<(), SystemError> {
         let i = self.index(node)?;
         let n = &mut self.nodes[i];
-        let pid = n.pid().ok_or_else(|| SystemError::Node { node: node.into(), what: format!("{sig}"), error: "it is not running".into() })?;
-        kill(Pid::from_raw(pid as i32), sig).map_err(|e| SystemError::Node { node: node.into(), what: format!("{sig}"), error: e.to_string() })?;
+        let pid = n.pid().ok_or_else(|| SystemError::Node {
+            node: node.into(),
+            what: format!("{sig}"),
+            error: "it is not running".into(),
+        })?;
+        kill(Pid::from_raw(pid as i32), sig).map_err(|e| SystemError::Node {
+            node: node.into(),
+            what: format!("{sig}"),
+            error: e.to_string(),
+        })?;
         n.paused = paused;
         Ok(())
     }
@@ -337,13 +474,23 @@ impl Cluster {
 
     /// Client URLs of every node, in node order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("http://{}:{}", n.ip, self.def.client_port)).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("http://{}:{}", n.ip, self.def.client_port))
+            .collect()
     }
 
     /// Ask every node about itself (in parallel, from inside its own host).
     pub fn status(&self) -> Vec<MemberStatus> {
         match self.def.adapter.as_str() {
-            _ => etcd::status(&self.manifest, &self.nodes.iter().map(|n| (n.name.clone(), n.ip, self.def.client_port)).collect::<Vec<_>>()),
+            _ => etcd::status(
+                &self.manifest,
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), n.ip, self.def.client_port))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 
@@ -359,16 +506,32 @@ impl Cluster {
         let mut last = Vec::new();
         while start.elapsed() < deadline {
             let st = self.status();
-            let expected: Vec<&str> = self.nodes.iter().filter(|n| n.is_running() && !n.paused).map(|n| n.name.as_str()).collect();
-            let all_answer = expected.iter().all(|e| st.iter().any(|s| s.node == *e && s.answer.is_some()));
+            let expected: Vec<&str> = self
+                .nodes
+                .iter()
+                .filter(|n| n.is_running() && !n.paused)
+                .map(|n| n.name.as_str())
+                .collect();
+            let all_answer = expected
+                .iter()
+                .all(|e| st.iter().any(|s| s.node == *e && s.answer.is_some()));
             if let (true, Some(l)) = (all_answer, leader_of(&st)) {
                 return Ok(l);
             }
             last = st;
             std::thread::sleep(Duration::from_millis(100));
         }
-        let silent = last.iter().filter(|s| s.answer.is_none()).map(|s| s.node.as_str()).collect::<Vec<_>>().join(", ");
-        Err(SystemError::NoLeader { deadline, waited_for: silent, tails: self.log_tails(12) })
+        let silent = last
+            .iter()
+            .filter(|s| s.answer.is_none())
+            .map(|s| s.node.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(SystemError::NoLeader {
+            deadline,
+            waited_for: silent,
+            tails: self.log_tails(12),
+        })
     }
 
     /// The last `lines` lines of every node's log.
@@ -388,7 +551,10 @@ impl Cluster {
 
 /// The leader named by most answering members, provided it is one of them.
 fn leader_of(st: &[MemberStatus]) -> Option<String> {
-    let answers: Vec<(&str, &Answer)> = st.iter().filter_map(|s| s.answer.as_ref().map(|a| (s.node.as_str(), a))).collect();
+    let answers: Vec<(&str, &Answer)> = st
+        .iter()
+        .filter_map(|s| s.answer.as_ref().map(|a| (s.node.as_str(), a)))
+        .collect();
     let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
     for (_, a) in &answers {
         if a.leader_id != 0 {
@@ -396,7 +562,10 @@ fn leader_of(st: &[MemberStatus]) -> Option<String> {
         }
     }
     let (&id, _) = votes.iter().max_by_key(|(_, v)| **v)?;
-    answers.iter().find(|(_, a)| a.member_id == id).map(|(n, _)| n.to_string())
+    answers
+        .iter()
+        .find(|(_, a)| a.member_id == id)
+        .map(|(n, _)| n.to_string())
 }
 
 impl Cluster {

@@ -126,11 +126,18 @@ impl Topology {
     pub fn path(&self, a: &str, b: &str) -> Option<Vec<String>> {
         let (ha, hb) = (self.host(a)?, self.host(b)?);
         // Breadth-first over switches, remembering the link that reached each.
-        let mut via: HashMap<&str, Option<&SwitchLink>> = HashMap::from([(ha.switch.as_str(), None)]);
+        let mut via: HashMap<&str, Option<&SwitchLink>> =
+            HashMap::from([(ha.switch.as_str(), None)]);
         let mut queue = std::collections::VecDeque::from([ha.switch.as_str()]);
         while let Some(s) = queue.pop_front() {
             for l in &self.links {
-                let next = if l.a == s { &l.b } else if l.b == s { &l.a } else { continue };
+                let next = if l.a == s {
+                    &l.b
+                } else if l.b == s {
+                    &l.a
+                } else {
+                    continue;
+                };
                 if !via.contains_key(next.as_str()) {
                     via.insert(next, Some(l));
                     queue.push_back(next);
@@ -161,7 +168,10 @@ pub struct Size {
 
 impl Default for Size {
     fn default() -> Self {
-        Size { nodes: 3, clients: None }
+        Size {
+            nodes: 3,
+            clients: None,
+        }
     }
 }
 
@@ -174,30 +184,51 @@ pub enum TopologyError {
     #[error("--number-clients {0}: must be between 1 and {MAX_CLIENTS}")]
     Clients(usize),
     #[error("cannot read topology file {file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}: {message}")]
-    Invalid { file: String, line: usize, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// The names of the built-in topologies, comma separated.
 pub fn known() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resolve a built-in topology by name.
 pub fn builtin(name: &str, size: Size) -> Result<Topology, TopologyError> {
-    let (_, src) = BUILTIN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| TopologyError::Unknown { name: name.into(), known: known() })?;
+    let (_, src) =
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| TopologyError::Unknown {
+                name: name.into(),
+                known: known(),
+            })?;
     parse(name, &format!("topologies/{name}.toml"), src, size)
 }
 
 /// Resolve a topology from a user's file; its name is the file's stem.
 pub fn from_file(path: &Path, size: Size) -> Result<Topology, TopologyError> {
     let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|source| TopologyError::Io { file: file.clone(), source })?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    let src = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "custom".into());
     parse(&name, &file, &src, size)
 }
 
@@ -269,8 +300,18 @@ struct LinkT {
 }
 
 /// Check a link's fixed impairment: the same rules as the command line's.
-fn link_props(impaired: bool, latency: Option<f64>, jitter: Option<f64>, loss: Option<f64>) -> Result<LinkProps, String> {
-    let p = LinkProps { impaired, latency, jitter, loss };
+fn link_props(
+    impaired: bool,
+    latency: Option<f64>,
+    jitter: Option<f64>,
+    loss: Option<f64>,
+) -> Result<LinkProps, String> {
+    let p = LinkProps {
+        impaired,
+        latency,
+        jitter,
+        loss,
+    };
     crate::net::impair::Impairment {
         latency_ms: latency.unwrap_or(0.0),
         jitter_ms: jitter.unwrap_or(0.0),
@@ -278,7 +319,11 @@ fn link_props(impaired: bool, latency: Option<f64>, jitter: Option<f64>, loss: O
         reorder: false,
     }
     .validate()
-    .map_err(|e| e.replace("latency_ms", "latency").replace("jitter_ms", "jitter").replace("loss_pct", "loss"))?;
+    .map_err(|e| {
+        e.replace("latency_ms", "latency")
+            .replace("jitter_ms", "jitter")
+            .replace("loss_pct", "loss")
+    })?;
     Ok(p)
 }
 
@@ -294,10 +339,18 @@ impl Ctx<'_> {
         self.src[..offset.min(self.src.len())].matches('\n').count() + 1
     }
     fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> TopologyError {
-        TopologyError::Invalid { file: self.file.into(), line: self.line(span.start), message: message.into() }
+        TopologyError::Invalid {
+            file: self.file.into(),
+            line: self.line(span.start),
+            message: message.into(),
+        }
     }
     /// The indices an entry expands to: `[None]` for a single entry.
-    fn indices(&mut self, count: &Option<CountT>, span: std::ops::Range<usize>) -> Result<Vec<Option<u32>>, TopologyError> {
+    fn indices(
+        &mut self,
+        count: &Option<CountT>,
+        span: std::ops::Range<usize>,
+    ) -> Result<Vec<Option<u32>>, TopologyError> {
         let n = match count {
             None => return Ok(vec![None]),
             Some(CountT::Number(n)) => *n,
@@ -307,12 +360,20 @@ impl Ctx<'_> {
                 self.size.clients.unwrap_or(1)
             }
             Some(CountT::Param(p)) => {
-                return Err(self.err(span, format!("count = \"{p}\": use a number, \"nodes\" or \"clients\"")))
+                return Err(self.err(
+                    span,
+                    format!("count = \"{p}\": use a number, \"nodes\" or \"clients\""),
+                ))
             }
         };
         Ok((1..=n as u32).map(Some).collect())
     }
-    fn subst(&self, s: &str, i: Option<u32>, span: std::ops::Range<usize>) -> Result<String, TopologyError> {
+    fn subst(
+        &self,
+        s: &str,
+        i: Option<u32>,
+        span: std::ops::Range<usize>,
+    ) -> Result<String, TopologyError> {
         expand(s, i).map_err(|m| self.err(span, m))
     }
 }
@@ -323,10 +384,18 @@ fn expand(s: &str, i: Option<u32>) -> Result<String, String> {
     let mut rest = s;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = rest[open..].find('}').ok_or_else(|| format!("'{s}': unclosed '{{'"))? + open;
-        let expr: String = rest[open + 1..close].chars().filter(|c| !c.is_whitespace()).collect();
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("'{s}': unclosed '{{'"))?
+            + open;
+        let expr: String = rest[open + 1..close]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         let Some(i) = i else {
-            return Err(format!("'{s}' uses {{{expr}}} but the entry has no `count`"));
+            return Err(format!(
+                "'{s}' uses {{{expr}}} but the entry has no `count`"
+            ));
         };
         let value = if expr == "i" {
             Some(i as i64)
@@ -340,7 +409,11 @@ fn expand(s: &str, i: Option<u32>) -> Result<String, String> {
         match value {
             Some(v) if v >= 0 => out.push_str(&v.to_string()),
             Some(v) => return Err(format!("'{s}': {{{expr}}} is {v} for i = {i}")),
-            None => return Err(format!("'{s}': unknown placeholder {{{expr}}}; use {{i}}, {{i+K}} or {{i-K}}")),
+            None => {
+                return Err(format!(
+                    "'{s}': unknown placeholder {{{expr}}}; use {{i}}, {{i+K}} or {{i-K}}"
+                ))
+            }
         }
         rest = &rest[close + 1..];
     }
@@ -364,32 +437,56 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
             return Err(TopologyError::Clients(c));
         }
     }
-    let mut ctx = Ctx { file, src, size, uses_clients: false };
+    let mut ctx = Ctx {
+        file,
+        src,
+        size,
+        uses_clients: false,
+    };
     let t: FileT = toml::from_str(src).map_err(|e| {
         let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(1);
-        TopologyError::Invalid { file: file.into(), line, message: e.message().trim().to_string() }
+        TopologyError::Invalid {
+            file: file.into(),
+            line,
+            message: e.message().trim().to_string(),
+        }
     })?;
 
     let subnet_span = t.subnet.span();
-    let (subnet, prefix_len) = parse_cidr(t.subnet.get_ref()).map_err(|m| ctx.err(subnet_span.clone(), m))?;
+    let (subnet, prefix_len) =
+        parse_cidr(t.subnet.get_ref()).map_err(|m| ctx.err(subnet_span.clone(), m))?;
 
     let mut names: HashSet<String> = HashSet::new();
-    let mut check_name = |ctx: &Ctx, n: &str, span: std::ops::Range<usize>| -> Result<(), TopologyError> {
+    let mut check_name = |ctx: &Ctx,
+                          n: &str,
+                          span: std::ops::Range<usize>|
+     -> Result<(), TopologyError> {
         if !valid_name(n) {
-            return Err(ctx.err(span, format!(
-                "name '{n}': use 1 to 8 letters, digits or '_', starting with a letter")));
+            return Err(ctx.err(
+                span,
+                format!("name '{n}': use 1 to 8 letters, digits or '_', starting with a letter"),
+            ));
         }
         if !names.insert(n.to_string()) {
-            return Err(ctx.err(span, format!("name '{n}' is used twice (hosts and switches share one namespace)")));
+            return Err(ctx.err(
+                span,
+                format!("name '{n}' is used twice (hosts and switches share one namespace)"),
+            ));
         }
         Ok(())
     };
-    let parse_dc = |ctx: &Ctx, dc: &Option<String>, i, span: std::ops::Range<usize>| -> Result<Option<u32>, TopologyError> {
+    let parse_dc = |ctx: &Ctx,
+                    dc: &Option<String>,
+                    i,
+                    span: std::ops::Range<usize>|
+     -> Result<Option<u32>, TopologyError> {
         match dc {
             None => Ok(None),
             Some(d) => {
                 let d = ctx.subst(d, i, span.clone())?;
-                d.parse().map(Some).map_err(|_| ctx.err(span, format!("dc = '{d}' is not a number")))
+                d.parse()
+                    .map(Some)
+                    .map_err(|_| ctx.err(span, format!("dc = '{d}' is not a number")))
             }
         }
     };
@@ -401,17 +498,21 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
         for i in ctx.indices(&s.count, span.clone())? {
             let name = ctx.subst(&s.name, i, span.clone())?;
             check_name(&ctx, &name, span.clone())?;
-            switches.push(Switch { name, dc: parse_dc(&ctx, &s.dc, i, span.clone())? });
+            switches.push(Switch {
+                name,
+                dc: parse_dc(&ctx, &s.dc, i, span.clone())?,
+            });
         }
     }
     let switch_names: HashSet<String> = switches.iter().map(|s| s.name.clone()).collect();
-    let need_switch = |ctx: &Ctx, n: &str, span: std::ops::Range<usize>| -> Result<(), TopologyError> {
-        if switch_names.contains(n) {
-            Ok(())
-        } else {
-            Err(ctx.err(span, format!("switch '{n}' is not defined in [[switches]]")))
-        }
-    };
+    let need_switch =
+        |ctx: &Ctx, n: &str, span: std::ops::Range<usize>| -> Result<(), TopologyError> {
+            if switch_names.contains(n) {
+                Ok(())
+            } else {
+                Err(ctx.err(span, format!("switch '{n}' is not defined in [[switches]]")))
+            }
+        };
 
     let mut hosts = Vec::new();
     let mut explicit_ips: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
@@ -426,8 +527,13 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
             let ip = match &h.ip {
                 Some(ip) => {
                     let ip = ctx.subst(ip, i, span.clone())?;
-                    let ip: Ipv4Addr = ip.parse().map_err(|_| ctx.err(span.clone(), format!("ip = '{ip}' is not an IPv4 address")))?;
-                    if !in_subnet(ip, subnet, prefix_len) || ip == subnet || ip == broadcast(subnet, prefix_len) {
+                    let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                        ctx.err(span.clone(), format!("ip = '{ip}' is not an IPv4 address"))
+                    })?;
+                    if !in_subnet(ip, subnet, prefix_len)
+                        || ip == subnet
+                        || ip == broadcast(subnet, prefix_len)
+                    {
                         return Err(ctx.err(span, format!("ip {ip} of host {name} is not a host address in subnet {subnet}/{prefix_len}")));
                     }
                     explicit_ips.push((hosts.len(), span.clone()));
@@ -435,15 +541,26 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
                 }
                 None => Ipv4Addr::UNSPECIFIED,
             };
-            let link = link_props(h.impaired, h.latency, h.jitter, h.loss).map_err(|m| ctx.err(span.clone(), format!("host {name}: {m}")))?;
-            hosts.push(Host { name, role: h.role, dc: parse_dc(&ctx, &h.dc, i, span.clone())?, switch, ip, link });
+            let link = link_props(h.impaired, h.latency, h.jitter, h.loss)
+                .map_err(|m| ctx.err(span.clone(), format!("host {name}: {m}")))?;
+            hosts.push(Host {
+                name,
+                role: h.role,
+                dc: parse_dc(&ctx, &h.dc, i, span.clone())?,
+                switch,
+                ip,
+                link,
+            });
         }
     }
     // Addresses: explicit ones must be unique; the rest are handed out in order from the subnet.
     let mut used = HashSet::new();
     for (idx, span) in &explicit_ips {
         if !used.insert(hosts[*idx].ip) {
-            return Err(ctx.err(span.clone(), format!("ip {} is given to two hosts", hosts[*idx].ip)));
+            return Err(ctx.err(
+                span.clone(),
+                format!("ip {} is given to two hosts", hosts[*idx].ip),
+            ));
         }
     }
     let mut next = u32::from(subnet) + 1;
@@ -453,7 +570,10 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
         }
         let ip = Ipv4Addr::from(next);
         if !in_subnet(ip, subnet, prefix_len) || ip == broadcast(subnet, prefix_len) {
-            return Err(ctx.err(subnet_span.clone(), format!("subnet {subnet}/{prefix_len} has too few addresses for every host")));
+            return Err(ctx.err(
+                subnet_span.clone(),
+                format!("subnet {subnet}/{prefix_len} has too few addresses for every host"),
+            ));
         }
         used.insert(ip);
         h.ip = ip;
@@ -472,18 +592,31 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
             if a == b {
                 return Err(ctx.err(span, format!("link from switch '{a}' to itself")));
             }
-            let key = if a < b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+            let key = if a < b {
+                (a.clone(), b.clone())
+            } else {
+                (b.clone(), a.clone())
+            };
             if !seen_links.insert(key) {
                 return Err(ctx.err(span, format!("switches '{a}' and '{b}' are linked twice")));
             }
-            let props = link_props(l.impaired, l.latency, l.jitter, l.loss).map_err(|m| ctx.err(span.clone(), format!("link {a}-{b}: {m}")))?;
+            let props = link_props(l.impaired, l.latency, l.jitter, l.loss)
+                .map_err(|m| ctx.err(span.clone(), format!("link {a}-{b}: {m}")))?;
             links.push(SwitchLink { a, b, props });
         }
     }
     if !hosts.iter().any(|h| h.role == Role::Node) {
-        return Err(TopologyError::Invalid { file: file.into(), line: 1, message: "the topology has no host with role = \"node\"".into() });
+        return Err(TopologyError::Invalid {
+            file: file.into(),
+            line: 1,
+            message: "the topology has no host with role = \"node\"".into(),
+        });
     }
-    check_loop_free(&switches, &links).map_err(|m| TopologyError::Invalid { file: file.into(), line: 1, message: m })?;
+    check_loop_free(&switches, &links).map_err(|m| TopologyError::Invalid {
+        file: file.into(),
+        line: 1,
+        message: m,
+    })?;
     if let (Some(c), false) = (size.clients, ctx.uses_clients) {
         let actual = hosts.iter().filter(|h| h.role == Role::Client).count();
         if c != actual {
@@ -491,14 +624,30 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
         }
     }
     if t.path_links == 0 {
-        return Err(TopologyError::Invalid { file: file.into(), line: 1, message: "path_links must be at least 1".into() });
+        return Err(TopologyError::Invalid {
+            file: file.into(),
+            line: 1,
+            message: "path_links must be at least 1".into(),
+        });
     }
-    Ok(Topology { name: name.into(), description: t.description, subnet, prefix_len, switches, hosts, links, path_links: t.path_links })
+    Ok(Topology {
+        name: name.into(),
+        description: t.description,
+        subnet,
+        prefix_len,
+        switches,
+        hosts,
+        links,
+        path_links: t.path_links,
+    })
 }
 
 /// Standalone switches flood: a loop among them would melt the network. Require a forest.
 fn check_loop_free(switches: &[Switch], links: &[SwitchLink]) -> Result<(), String> {
-    let mut parent: HashMap<&str, &str> = switches.iter().map(|s| (s.name.as_str(), s.name.as_str())).collect();
+    let mut parent: HashMap<&str, &str> = switches
+        .iter()
+        .map(|s| (s.name.as_str(), s.name.as_str()))
+        .collect();
     fn root<'a>(p: &HashMap<&'a str, &'a str>, mut x: &'a str) -> &'a str {
         while p[x] != x {
             x = p[x];
@@ -524,13 +673,19 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
     let len: u8 = len.parse().map_err(|_| bad())?;
     if !(8..=30).contains(&len) {
-        return Err(format!("subnet '{s}': prefix length must be between 8 and 30"));
+        return Err(format!(
+            "subnet '{s}': prefix length must be between 8 and 30"
+        ));
     }
     Ok((Ipv4Addr::from(u32::from(addr) & mask(len)), len))
 }
 
 fn mask(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - len) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len)
+    }
 }
 
 fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {

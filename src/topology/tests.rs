@@ -5,7 +5,9 @@ fn size(nodes: usize, clients: Option<usize>) -> Size {
 }
 
 fn err_of(src: &str) -> String {
-    parse("t", "my.toml", src, size(3, None)).unwrap_err().to_string()
+    parse("t", "my.toml", src, size(3, None))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -15,8 +17,14 @@ fn simple_has_reckons_shape() {
     let names: Vec<_> = t.hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["h1", "h2", "h3", "h4", "h5", "mc1", "mc2"]);
     assert!(t.hosts.iter().all(|h| h.switch == "s1"));
-    assert_eq!(t.host("h3").unwrap().ip, "10.0.1.3".parse::<Ipv4Addr>().unwrap());
-    assert_eq!(t.host("mc2").unwrap().ip, "10.0.2.2".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(
+        t.host("h3").unwrap().ip,
+        "10.0.1.3".parse::<Ipv4Addr>().unwrap()
+    );
+    assert_eq!(
+        t.host("mc2").unwrap().ip,
+        "10.0.2.2".parse::<Ipv4Addr>().unwrap()
+    );
     assert_eq!(t.nodes().count(), 5);
     assert_eq!(t.clients().count(), 2);
     assert!(t.links.is_empty());
@@ -31,7 +39,13 @@ fn simple_defaults_to_one_client() {
 #[test]
 fn wan_has_a_dc_per_node() {
     let t = builtin("wan", size(3, None)).unwrap();
-    assert_eq!(t.switches.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s1", "s2", "s3", "s4"]);
+    assert_eq!(
+        t.switches
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["s1", "s2", "s3", "s4"]
+    );
     assert_eq!(t.links.len(), 3);
     assert!(t.links.iter().all(|l| l.b == "s1"));
     for i in 1..=3u32 {
@@ -46,10 +60,22 @@ fn wan_has_a_dc_per_node() {
 
 #[test]
 fn sizes_out_of_range_are_refused() {
-    assert!(matches!(builtin("wan", size(0, None)), Err(TopologyError::Nodes(0))));
-    assert!(matches!(builtin("wan", size(MAX_NODES + 1, None)), Err(TopologyError::Nodes(_))));
-    assert!(matches!(builtin("simple", size(3, Some(0))), Err(TopologyError::Clients(0))));
-    assert!(matches!(builtin("simple", size(3, Some(100_000))), Err(TopologyError::Clients(_))));
+    assert!(matches!(
+        builtin("wan", size(0, None)),
+        Err(TopologyError::Nodes(0))
+    ));
+    assert!(matches!(
+        builtin("wan", size(MAX_NODES + 1, None)),
+        Err(TopologyError::Nodes(_))
+    ));
+    assert!(matches!(
+        builtin("simple", size(3, Some(0))),
+        Err(TopologyError::Clients(0))
+    ));
+    assert!(matches!(
+        builtin("simple", size(3, Some(100_000))),
+        Err(TopologyError::Clients(_))
+    ));
     assert!(builtin("wan", size(MAX_NODES, None)).is_ok());
 }
 
@@ -64,7 +90,9 @@ fn placeholders_expand() {
     assert_eq!(expand("s{i+1}", Some(4)).unwrap(), "s5");
     assert_eq!(expand("x{i}y{i-1}", Some(2)).unwrap(), "x2y1");
     assert!(expand("s{i-3}", Some(2)).is_err());
-    assert!(expand("s{j}", Some(2)).unwrap_err().contains("unknown placeholder"));
+    assert!(expand("s{j}", Some(2))
+        .unwrap_err()
+        .contains("unknown placeholder"));
     assert!(expand("s{i}", None).unwrap_err().contains("no `count`"));
     assert!(expand("s{i", Some(1)).unwrap_err().contains("unclosed"));
 }
@@ -89,7 +117,9 @@ fn undefined_switch_names_line() {
 
 #[test]
 fn duplicate_names_and_addresses_are_refused() {
-    let e = err_of("[[switches]]\nname = \"s1\"\n[[hosts]]\nname = \"s1\"\nrole = \"node\"\nswitch = \"s1\"\n");
+    let e = err_of(
+        "[[switches]]\nname = \"s1\"\n[[hosts]]\nname = \"s1\"\nrole = \"node\"\nswitch = \"s1\"\n",
+    );
     assert!(e.contains("used twice"), "{e}");
     let e = err_of("[[switches]]\nname = \"s1\"\n[[hosts]]\nname = \"h{i}\"\ncount = 2\nrole = \"node\"\nswitch = \"s1\"\nip = \"10.0.0.5\"\n");
     assert!(e.contains("given to two hosts"), "{e}");

@@ -14,7 +14,11 @@ use serde::{Deserialize, Serialize};
 pub const BUILTIN: &[(&str, &str)] = &[("uniform", include_str!("../../workloads/uniform.toml"))];
 
 pub fn known() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How operation times are drawn.
@@ -70,32 +74,54 @@ pub enum WorkloadError {
     #[error("unknown workload '{name}'; known workloads: {known}")]
     Unknown { name: String, known: String },
     #[error("{file}:{line}: {message}")]
-    Invalid { file: String, line: usize, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{0}")]
     Bad(String),
 }
 
 pub fn builtin(name: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
-    let (_, src) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| WorkloadError::Unknown { name: name.into(), known: known() })?;
+    let (_, src) =
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| WorkloadError::Unknown {
+                name: name.into(),
+                known: known(),
+            })?;
     parse(name, &format!("workloads/{name}.toml"), src, o)
 }
 
 pub fn from_file(path: &Path, o: &Overrides) -> Result<Workload, WorkloadError> {
     let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| WorkloadError::Bad(format!("cannot read workload file {file}: {e}")))?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "custom".into());
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| WorkloadError::Bad(format!("cannot read workload file {file}: {e}")))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "custom".into());
     parse(&name, &file, &src, o)
 }
 
 fn parse(name: &str, file: &str, src: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
     let f: WorkloadFile = toml::from_str(src).map_err(|e| WorkloadError::Invalid {
         file: file.into(),
-        line: e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1).unwrap_or(1),
+        line: e
+            .span()
+            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
+            .unwrap_or(1),
         message: e.message().trim().into(),
     })?;
     let _ = f.description;
     if f.keys != "uniform" {
-        return Err(WorkloadError::Invalid { file: file.into(), line: 1, message: format!("keys = \"{}\": the key distributions are: uniform", f.keys) });
+        return Err(WorkloadError::Invalid {
+            file: file.into(),
+            line: 1,
+            message: format!("keys = \"{}\": the key distributions are: uniform", f.keys),
+        });
     }
     let w = Workload {
         name: name.into(),
@@ -116,19 +142,34 @@ impl Workload {
     pub fn validate(&self) -> Result<(), WorkloadError> {
         let bad = |m: String| Err(WorkloadError::Bad(m));
         if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e6) {
-            return bad(format!("--rate {}: give operations per second, more than 0 and at most 1000000", self.rate));
+            return bad(format!(
+                "--rate {}: give operations per second, more than 0 and at most 1000000",
+                self.rate
+            ));
         }
         if !(self.write_ratio.is_finite() && (0.0..=1.0).contains(&self.write_ratio)) {
-            return bad(format!("--write-ratio {}: give the share of writes, between 0 and 1", self.write_ratio));
+            return bad(format!(
+                "--write-ratio {}: give the share of writes, between 0 and 1",
+                self.write_ratio
+            ));
         }
         if self.max_key > 100_000_000 {
-            return bad(format!("--max-key {}: at most 100000000 (every key is written before the run)", self.max_key));
+            return bad(format!(
+                "--max-key {}: at most 100000000 (every key is written before the run)",
+                self.max_key
+            ));
         }
         if self.payload_size > 1 << 20 {
-            return bad(format!("--payload-size {}: at most 1048576 bytes", self.payload_size));
+            return bad(format!(
+                "--payload-size {}: at most 1048576 bytes",
+                self.payload_size
+            ));
         }
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
-            return bad(format!("--duration {}: give seconds, more than 0 and at most 86400", self.duration));
+            return bad(format!(
+                "--duration {}: give seconds, more than 0 and at most 86400",
+                self.duration
+            ));
         }
         Ok(())
     }
@@ -227,12 +268,19 @@ impl Iterator for Schedule<'_> {
         }
         let key = self.w.key(self.ops.random_range(0..=self.w.max_key));
         let op = if self.ops.random::<f64>() < self.w.write_ratio {
-            let value: String = (0..self.w.payload_size).map(|_| (b'a' + self.ops.random_range(0..26u8)) as char).collect();
+            let value: String = (0..self.w.payload_size)
+                .map(|_| (b'a' + self.ops.random_range(0..26u8)) as char)
+                .collect();
             Op::Write { key, value }
         } else {
             Op::Read { key }
         };
-        let s = Scheduled { n: self.n, time, client: (self.n % self.clients as u64) as usize, op };
+        let s = Scheduled {
+            n: self.n,
+            time,
+            client: (self.n % self.clients as u64) as usize,
+            op,
+        };
         self.n += 1;
         Some(s)
     }
@@ -243,7 +291,19 @@ mod tests {
     use super::*;
 
     fn w(arrival: Arrival) -> Workload {
-        builtin("uniform", &Overrides { rate: Some(200.0), write_ratio: Some(0.5), max_key: Some(250), duration: Some(5.0), arrival: Some(arrival), seed: 42, ..Default::default() }).unwrap()
+        builtin(
+            "uniform",
+            &Overrides {
+                rate: Some(200.0),
+                write_ratio: Some(0.5),
+                max_key: Some(250),
+                duration: Some(5.0),
+                arrival: Some(arrival),
+                seed: 42,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -251,7 +311,9 @@ mod tests {
         let w = w(Arrival::Uniform);
         assert_eq!(w.key(7), "007");
         assert_eq!(w.prerequisites().count(), 251);
-        assert!(w.schedule(3).all(|s| s.op.key().len() == 3 && s.op.key().parse::<u64>().unwrap() <= 250));
+        assert!(w
+            .schedule(3)
+            .all(|s| s.op.key().len() == 3 && s.op.key().parse::<u64>().unwrap() <= 250));
     }
 
     #[test]
@@ -261,9 +323,16 @@ mod tests {
         assert_eq!(s.len(), 1000);
         assert!((s[10].time - 0.05).abs() < 1e-12);
         assert_eq!(s.iter().filter(|o| o.client == 2).count(), 333);
-        let writes = s.iter().filter(|o| matches!(o.op, Op::Write { .. })).count();
+        let writes = s
+            .iter()
+            .filter(|o| matches!(o.op, Op::Write { .. }))
+            .count();
         assert!((400..600).contains(&writes), "{writes}");
-        assert!(s.iter().all(|o| match &o.op { Op::Write { value, .. } => value.len() == 10 && value.chars().all(|c| c.is_ascii_lowercase()), _ => true }));
+        assert!(s.iter().all(|o| match &o.op {
+            Op::Write { value, .. } =>
+                value.len() == 10 && value.chars().all(|c| c.is_ascii_lowercase()),
+            _ => true,
+        }));
     }
 
     #[test]
@@ -294,6 +363,9 @@ mod tests {
         assert!(o(|o| o.rate = Some(0.0)).contains("--rate 0"));
         assert!(o(|o| o.write_ratio = Some(1.5)).contains("--write-ratio 1.5"));
         assert!(o(|o| o.duration = Some(-1.0)).contains("--duration -1"));
-        assert!(builtin("zipf", &Overrides::default()).unwrap_err().to_string().contains("known workloads: uniform"));
+        assert!(builtin("zipf", &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("known workloads: uniform"));
     }
 }

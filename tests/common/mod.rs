@@ -13,7 +13,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reckon");
 /// Options for a test's network. Each test owns its prefix: leftovers of an earlier, crashed
 /// run of the same test are removed first (by `clean`, which only touches unowned networks).
 pub fn opts(prefix: &str) -> NetworkOptions {
-    let o = NetworkOptions { prefix: prefix.into(), engine_bin: Some(BIN.into()), ..Default::default() };
+    let o = NetworkOptions {
+        prefix: prefix.into(),
+        engine_bin: Some(BIN.into()),
+        ..Default::default()
+    };
     if net::validate_prefix(prefix).is_ok() {
         net::clean(Some(prefix), &o.ovs).unwrap();
     }
@@ -33,7 +37,12 @@ pub fn sh(cmd: &str) -> String {
 pub fn leftovers(prefix: &str) -> Vec<String> {
     let p = format!("{prefix}-");
     let mut left: Vec<String> = Vec::new();
-    left.extend(sh("ip netns list").lines().filter(|l| l.starts_with(&p)).map(|l| format!("netns {l}")));
+    left.extend(
+        sh("ip netns list")
+            .lines()
+            .filter(|l| l.starts_with(&p))
+            .map(|l| format!("netns {l}")),
+    );
     left.extend(
         sh("ip -o link show")
             .lines()
@@ -42,7 +51,12 @@ pub fn leftovers(prefix: &str) -> Vec<String> {
             .filter(|n| n.starts_with(&p))
             .map(|n| format!("link {n}")),
     );
-    left.extend(sh("ovs-vsctl list-br").lines().filter(|l| l.starts_with(&p)).map(|l| format!("bridge {l}")));
+    left.extend(
+        sh("ovs-vsctl list-br")
+            .lines()
+            .filter(|l| l.starts_with(&p))
+            .map(|l| format!("bridge {l}")),
+    );
     if std::path::Path::new(&format!("/run/reckon/{prefix}.json")).exists() {
         left.push(format!("manifest {prefix}.json"));
     }
@@ -59,7 +73,11 @@ pub fn reckon(args: &[&str]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A TCP exchange between two hosts made by the test itself, not by reckon's check.
@@ -68,7 +86,9 @@ pub fn tcp_between(net: &Network, from: &str, to: &str) -> Result<(), String> {
     let (src, dst) = (t.host(from).unwrap(), t.host(to).unwrap());
     let ns = |h: &str| netns::open(net.manifest().netns_of(h).unwrap()).unwrap();
     let addr = SocketAddrV4::new(dst.ip, 7777);
-    let listener = netns::in_netns(ns(to), || TcpListener::bind(addr)).unwrap().map_err(|e| e.to_string())?;
+    let listener = netns::in_netns(ns(to), || TcpListener::bind(addr))
+        .unwrap()
+        .map_err(|e| e.to_string())?;
     let src_ip = src.ip;
     std::thread::scope(|s| {
         let server = s.spawn(|| {
@@ -82,7 +102,8 @@ pub fn tcp_between(net: &Network, from: &str, to: &str) -> Result<(), String> {
             })
         });
         let client = netns::in_netns(ns(from), || -> Result<(), String> {
-            let mut c = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(3)).map_err(|e| e.to_string())?;
+            let mut c = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(3))
+                .map_err(|e| e.to_string())?;
             c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             std::io::Write::write_all(&mut c, b"hello").map_err(|e| e.to_string())?;
             let mut buf = [0u8; 5];
@@ -105,4 +126,3 @@ pub fn tcp_between(net: &Network, from: &str, to: &str) -> Result<(), String> {
         Ok(())
     })
 }
-
