@@ -592,7 +592,6 @@ pub fn run_machinery(
                     crate::fault::Params {
                         duration: secs,
                         mtbf: 1.0,
-                        kill_n: 0,
                     },
                 )?,
                 net: NetworkOptions {

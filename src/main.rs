@@ -936,7 +936,6 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
     let params = reckon::fault::Params {
         duration: a.duration,
         mtbf: a.mtbf,
-        kill_n: a.kill_n,
     };
     let fault = match &a.fault_file {
         Some(f) => reckon::fault::from_file(f, params)?,

@@ -98,8 +98,6 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Message>> {
 /// How a client's run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum End {
-    /// It said `finished`.
-    Finished,
     /// It exited, closed its output or sent garbage first: what happened.
     Died(String),
     /// It said nothing for too long.
@@ -275,7 +273,6 @@ impl StdioClient {
                         End::Silent(d) => {
                             format!("said nothing for {d:?}, after {} results", results.len())
                         }
-                        End::Finished => unreachable!(),
                     };
                     let e = self.fail(what);
                     return (results, Err(e));

@@ -108,7 +108,6 @@ pub struct Fault {
 pub struct Params {
     pub duration: f64,
     pub mtbf: f64,
-    pub kill_n: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,11 +203,14 @@ fn check_selector(s: &str, hosts_too: bool) -> Result<(), String> {
 }
 
 fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultError> {
-    let line_of = |off: usize| src[..off.min(src.len())].matches('\n').count() + 1;
-    let f: FaultFile = toml::from_str(src).map_err(|e| FaultError::Invalid {
-        file: file.into(),
-        line: e.span().map(|s| line_of(s.start)).unwrap_or(1),
-        message: e.message().trim().into(),
+    let line_of = |off: usize| crate::line_at(src, off);
+    let f: FaultFile = toml::from_str(src).map_err(|e| {
+        let (line, message) = crate::toml_error(src, &e);
+        FaultError::Invalid {
+            file: file.into(),
+            line,
+            message,
+        }
     })?;
     let mut events = Vec::new();
     for e in &f.events {
@@ -303,7 +305,6 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
             e.at, p.duration
         )));
     }
-    let _ = p.kill_n;
     Ok(Fault {
         name: name.into(),
         description: f.description,
@@ -354,7 +355,6 @@ mod tests {
     const P: Params = Params {
         duration: 30.0,
         mtbf: 2.0,
-        kill_n: 1,
     };
 
     #[test]

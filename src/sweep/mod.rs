@@ -96,11 +96,8 @@ pub fn load(path: &Path) -> Result<Plan, String> {
     let src = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read sweep plan {}: {e}", path.display()))?;
     let f: PlanFile = toml::from_str(&src).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
-            .unwrap_or(1);
-        format!("{}:{line}: {}", path.display(), e.message().trim())
+        let (line, message) = crate::toml_error(&src, &e);
+        format!("{}:{line}: {message}", path.display())
     })?;
     let known = || format!("{}, {}", POSITIONAL.join(", "), FLAGS.join(", "));
     for k in f.fixed.keys().chain(f.grid.keys()) {

@@ -150,20 +150,17 @@ pub fn from_file(path: &Path) -> Result<SystemDef, SystemError> {
 
 fn line_of(src: &str, needle: &str) -> usize {
     src.find(needle)
-        .map(|i| src[..i].matches('\n').count() + 1)
+        .map(|i| crate::line_at(src, i))
         .unwrap_or(1)
 }
 
 fn parse(name: &str, file: &str, src: &str) -> Result<SystemDef, SystemError> {
     let mut def: SystemDef = toml::from_str(src).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
-            .unwrap_or(1);
+        let (line, message) = crate::toml_error(src, &e);
         SystemError::Invalid {
             file: file.into(),
             line,
-            message: e.message().trim().to_string(),
+            message,
         }
     })?;
     def.name = name.into();

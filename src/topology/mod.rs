@@ -336,7 +336,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
+        crate::line_at(self.src, offset)
     }
     fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> TopologyError {
         TopologyError::Invalid {
@@ -444,11 +444,11 @@ fn parse(name: &str, file: &str, src: &str, size: Size) -> Result<Topology, Topo
         uses_clients: false,
     };
     let t: FileT = toml::from_str(src).map_err(|e| {
-        let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(1);
+        let (line, message) = crate::toml_error(src, &e);
         TopologyError::Invalid {
             file: file.into(),
             line,
-            message: e.message().trim().to_string(),
+            message,
         }
     })?;
 

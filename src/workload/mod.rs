@@ -35,7 +35,9 @@ pub enum Arrival {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkloadFile {
+    /// For people reading the file; accepted and not used.
     #[serde(default)]
+    #[allow(dead_code)]
     description: String,
     keys: String,
     write_ratio: f64,
@@ -107,15 +109,14 @@ pub fn from_file(path: &Path, o: &Overrides) -> Result<Workload, WorkloadError> 
 }
 
 fn parse(name: &str, file: &str, src: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
-    let f: WorkloadFile = toml::from_str(src).map_err(|e| WorkloadError::Invalid {
-        file: file.into(),
-        line: e
-            .span()
-            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1)
-            .unwrap_or(1),
-        message: e.message().trim().into(),
+    let f: WorkloadFile = toml::from_str(src).map_err(|e| {
+        let (line, message) = crate::toml_error(src, &e);
+        WorkloadError::Invalid {
+            file: file.into(),
+            line,
+            message,
+        }
     })?;
-    let _ = f.description;
     if f.keys != "uniform" {
         return Err(WorkloadError::Invalid {
             file: file.into(),
