@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Install what reckon needs on Debian and start Open vSwitch. Idempotent: installs only what is
 # missing and starts OVS only if it is not running. Run as root (or it uses sudo).
+#   scripts/setup.sh          what building and running reckon needs
+#   scripts/setup.sh --test   and what the tests need besides: Chromium (the report is checked
+#                             in a headless browser) and python3-venv (the Python module's test)
 set -euo pipefail
+
+TEST=0
+case "${1:-}" in
+  --test) TEST=1 ;;
+  "") ;;
+  *) echo "setup: unknown option $1 (use --test, or nothing)" >&2; exit 2 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the system
 # under test (etcd), tools used inside hosts (ping, tc, python3 for tests), protoc for the
-# etcd client's build, and the font built into the plots.
+# etcd client's build (with the well-known .proto files of libprotobuf-dev), and the font built
+# into the plots.
 PKGS=(openvswitch-switch etcd-server etcd-client iproute2 nftables iptables ethtool iputils-ping
-      procps protobuf-compiler python3 gcc make fonts-dejavu-core)
+      procps protobuf-compiler libprotobuf-dev python3 gcc make fonts-dejavu-core)
+if [ "$TEST" = 1 ]; then
+  PKGS+=(chromium python3-venv)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
