@@ -110,7 +110,7 @@ const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 impl Rig {
-    fn up(prefix: &str, bin: &std::path::Path) -> anyhow::Result<Rig> {
+    fn up(prefix: &str, bin: &crate::SelfCommand) -> anyhow::Result<Rig> {
         crate::net::require_root()?;
         let claim = Claim::new(prefix)?;
         let host = |name: &str, role, ip| Host {
@@ -168,7 +168,7 @@ impl Rig {
         }
     }
 
-    fn build(&mut self, bin: &std::path::Path) -> anyhow::Result<()> {
+    fn build(&mut self, bin: &crate::SelfCommand) -> anyhow::Result<()> {
         for w in ["a", "b", "links"] {
             netns::create(&self.ns(w))?;
         }
@@ -412,7 +412,7 @@ pub struct EngineRate {
 /// one direction, against the same stream with no delay), then the highest rate it forwards
 /// with under 0.1 % loss.
 pub fn engine(
-    bin: &std::path::Path,
+    bin: &crate::SelfCommand,
     rates: &[u64],
     delay_ms: f64,
     secs: f64,

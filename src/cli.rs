@@ -1,14 +1,16 @@
-//! The `reckon` command line.
+//! The `reckon` command line: its arguments (clap) and what each command does. The `reckon`
+//! binary and `python -m reckon` both call [`main`]; the Python module also parses `reckon run`
+//! arguments here ([`parse_run`]) so its keyword arguments and the flags cannot drift apart.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use reckon::net::{self, impair, Datapath, Network, NetworkOptions, OvsConfig};
-use reckon::topology::{self, Size};
-use reckon::{bench, doctor, signals, system};
+use crate::net::{self, impair, Datapath, Network, NetworkOptions, OvsConfig};
+use crate::topology::{self, Size};
+use crate::{bench, doctor, signals, system};
 
 /// Benchmark consensus systems for availability and latency under partial network failures,
 /// on an emulated network of namespaces and Open vSwitch switches.
@@ -40,9 +42,10 @@ enum Cmd {
     #[command(args_conflicts_with_subcommands = true)]
     Sweep(SweepArgs),
     /// Write a self-contained report.html for a run's result folder (plots embedded, summary
-    /// tables, fault events, configuration) that opens in a browser with no server.
+    /// tables, fault events, configuration) or a sweep's (figures against the varying
+    /// parameter, a row per run) that opens in a browser with no server.
     Report {
-        /// The result folder of a `reckon run`.
+        /// The result folder of a `reckon run` or a `reckon sweep`.
         dir: PathBuf,
     },
     /// Remove every reckon network that no running reckon process owns: leftovers of crashed
@@ -182,8 +185,8 @@ struct RunArgs {
     #[arg(long)]
     payload_size: Option<usize>,
     /// How operation times are drawn.
-    #[arg(long, value_enum, default_value_t = reckon::workload::Arrival::Uniform)]
-    arrival_process: reckon::workload::Arrival,
+    #[arg(long, value_enum, default_value_t = crate::workload::Arrival::Uniform)]
+    arrival_process: crate::workload::Arrival,
     /// Seconds.
     #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     duration: f64,
@@ -206,8 +209,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Which node clients send to first.
-    #[arg(long, value_enum, default_value_t = reckon::client::etcd::Target::Local)]
-    client_target: reckon::client::etcd::Target,
+    #[arg(long, value_enum, default_value_t = crate::client::etcd::Target::Local)]
+    client_target: crate::client::etcd::Target,
     /// Per-operation timeout, seconds.
     #[arg(long, default_value_t = 1.0)]
     op_timeout: f64,
@@ -400,35 +403,47 @@ fn resolve(t: &TopoArgs) -> Result<topology::Topology> {
     })
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = match cli.verbose {
+/// Log to stderr at the level `-v` asks for (or `RECKON_LOG`); a second call does nothing.
+pub fn init_logging(verbose: u8) {
+    let filter = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RECKON_LOG")
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
         .without_time()
-        .init();
+        .try_init();
+}
+
+/// The whole command line, `args` starting with the program's name; returns the exit status.
+/// Installs reckon's Ctrl-C/SIGTERM/SIGHUP handling: call it only from a process of its own
+/// (the `reckon` binary, `python -m reckon`).
+pub fn main<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    init_logging(cli.verbose);
     if let Err(e) = signals::install() {
         eprintln!("reckon: cannot install signal handlers: {e}");
-        return ExitCode::FAILURE;
+        return 1;
     }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("reckon: error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli) -> Result<u8> {
     let ovs = OvsConfig::default();
     net::validate_prefix(&cli.prefix)?;
     let opts = |datapath, check| NetworkOptions {
@@ -584,7 +599,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let code = status.code().or_else(|| {
                 std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)
             });
-            return Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8));
+            return Ok(code.unwrap_or(1).clamp(0, 255) as u8);
         }
         Cmd::Topo(Topo::Impair {
             link,
@@ -658,18 +673,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Run(a) => return run_experiment(&cli.prefix, &a),
         Cmd::Sweep(a) => {
             if let Some(SweepCmd::Merge { dirs, out }) = a.merge {
-                let (path, n) = reckon::sweep::merge(&dirs, &out).map_err(anyhow::Error::msg)?;
+                let (path, n) = crate::sweep::merge(&dirs, &out).map_err(anyhow::Error::msg)?;
                 out!("merged {n} runs into {}", path.display());
-                return Ok(ExitCode::SUCCESS);
+                return Ok(0);
             }
             let plan_path = a.plan.ok_or_else(|| {
                 anyhow::anyhow!("give a sweep plan (TOML), or `reckon sweep merge`")
             })?;
-            let plan = reckon::sweep::load(&plan_path).map_err(anyhow::Error::msg)?;
+            let plan = crate::sweep::load(&plan_path).map_err(anyhow::Error::msg)?;
             let shard = a
                 .shard
                 .as_deref()
-                .map(reckon::sweep::parse_shard)
+                .map(crate::sweep::parse_shard)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             net::require_root()?;
@@ -680,7 +695,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let out = a
                 .out
                 .unwrap_or_else(|| PathBuf::from(format!("results/sweep-{name}")));
-            let bin = std::env::current_exe().context("finding this program")?;
+            let bin = crate::SelfCommand::current();
             out!(
                 "sweep {}: {} runs{} into {}",
                 plan_path.display(),
@@ -691,7 +706,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out.display()
             );
             let done =
-                reckon::sweep::run(&plan, &out, shard, &bin, &cli.prefix, |k, n, p, status| {
+                crate::sweep::run(&plan, &out, shard, &bin, &cli.prefix, |k, n, p, status| {
                     let params: Vec<String> = plan
                         .columns
                         .iter()
@@ -714,7 +729,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Cmd::Report { dir } => {
-            let path = reckon::report::html::report(&dir).map_err(anyhow::Error::msg)?;
+            let path = crate::report::html::report(&dir).map_err(anyhow::Error::msg)?;
             out!("report: {}", path.display());
         }
         Cmd::ImpairEngine { spec } => {
@@ -777,7 +792,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out!("nothing to clean");
             }
             if failed {
-                return Ok(ExitCode::FAILURE);
+                return Ok(1);
             }
         }
         Cmd::Doctor => {
@@ -799,14 +814,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 ok &= f.ok;
             }
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(if ok { 0 } else { 1 });
         }
         Cmd::Bench(Bench::Engine { rates, delay, secs }) => {
-            let bin = std::env::current_exe().context("finding this program")?;
+            let bin = crate::SelfCommand::current();
             out!("userspace engine alone, {delay} ms added on one direction, 32-byte UDP, kernel-to-kernel timestamps");
             out!(
                 "{:>9} {:>9} {:>10} {:>12} {:>12} {:>10}",
@@ -898,11 +909,84 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out!("kernel: rcu_expedited={rcu} (teardown is mostly ovs-vswitchd waiting one RCU grace period per port it removes; see `reckon doctor`)");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
+/// `reckon run`'s arguments alone, for [`parse_run`].
+#[derive(Parser)]
+#[command(name = "reckon run", no_binary_name = true)]
+struct RunOnly {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// Parse `reckon run`'s arguments (`<system> <topology> <workload> <fault> [flags]`, without
+/// `reckon run`) and resolve them into a run, exactly as the command line does. Nothing is
+/// built. The error is what the command line would print.
+pub fn parse_run(prefix: &str, argv: &[String]) -> Result<crate::run::RunSpec> {
+    net::validate_prefix(prefix)?;
+    let a = RunOnly::try_parse_from(argv)
+        .map_err(|e| {
+            // clap's message without its "error: " and its pointer to --help.
+            let text = e.render().to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("For more information") && !l.trim().is_empty())
+                .collect();
+            anyhow::anyhow!("{}", lines.join("\n").trim_start_matches("error: "))
+        })?
+        .args;
+    if a.debug {
+        bail!("-d (the debug shell) needs a terminal: use `reckon run -d`");
+    }
+    run_spec(prefix, &a)
+}
+
+/// One parameter of `reckon run`, as the Python module names it.
+pub struct RunParameter {
+    /// The flag's name with `_` for `-` (`link_loss`), or a positional's name (`system`).
+    pub name: String,
+    /// Whether it is a switch (`--allow-no-quorum`) rather than a flag with a value.
+    pub switch: bool,
+    /// Positional (system, topology, workload, fault).
+    pub positional: bool,
+    /// Its help text.
+    pub help: String,
+}
+
+/// Every parameter of `reckon run`, in the order `--help` shows them.
+pub fn run_parameters() -> Vec<RunParameter> {
+    use clap::CommandFactory;
+    RunOnly::command()
+        .get_arguments()
+        .filter(|a| a.get_id() != "debug" && a.get_id() != "help")
+        .map(|a| RunParameter {
+            name: a.get_id().to_string(),
+            switch: matches!(
+                a.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+            ),
+            positional: a.is_positional(),
+            help: a.get_help().map(|h| h.to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
     net::require_root()?;
+    let spec = run_spec(prefix, a)?;
+    if a.debug {
+        let stdin = std::io::stdin();
+        crate::run::debug_shell(&spec, stdin.lock(), std::io::stdout())?;
+        return Ok(0);
+    }
+    let outcome = crate::run::run(&spec)?;
+    print_outcome(&spec, &outcome);
+    Ok(0)
+}
+
+/// Resolve a run's arguments: every check that needs nothing built.
+fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
     if !(a.failure_timeout > 0.0 && a.failure_timeout <= 60.0) {
         bail!(
             "--failure-timeout {}: give seconds, more than 0 and at most 60",
@@ -923,7 +1007,7 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
             clients: a.number_clients,
         },
     )?;
-    let overrides = reckon::workload::Overrides {
+    let overrides = crate::workload::Overrides {
         rate: Some(a.rate),
         write_ratio: a.write_ratio,
         max_key: a.max_key,
@@ -932,14 +1016,14 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         duration: Some(a.duration),
         seed: a.seed,
     };
-    let workload = reckon::workload::builtin(&a.workload, &overrides)?;
-    let params = reckon::fault::Params {
+    let workload = crate::workload::builtin(&a.workload, &overrides)?;
+    let params = crate::fault::Params {
         duration: a.duration,
         mtbf: a.mtbf,
     };
     let fault = match &a.fault_file {
-        Some(f) => reckon::fault::from_file(f, params)?,
-        None => reckon::fault::builtin(&a.fault, params)?,
+        Some(f) => crate::fault::from_file(f, params)?,
+        None => crate::fault::builtin(&a.fault, params)?,
     };
     let impair = impair::ImpairOptions {
         latency_ms: a.link_latency,
@@ -959,7 +1043,7 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
             a.system, a.topology, a.workload, fault.name
         ))
     });
-    let spec = reckon::run::RunSpec {
+    let spec = crate::run::RunSpec {
         system,
         topology,
         workload,
@@ -982,18 +1066,16 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
             .as_ref()
             .map(|c| c.split_whitespace().map(String::from).collect()),
     };
-    if a.debug {
-        let stdin = std::io::stdin();
-        reckon::run::debug_shell(&spec, stdin.lock(), std::io::stdout())?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let outcome = reckon::run::run(&spec)?;
+    Ok(spec)
+}
+
+fn print_outcome(spec: &crate::run::RunSpec, outcome: &crate::run::RunOutcome) {
     let s = &outcome.summary;
     out!(
         "{} {} {} {}: {} ops, {} ok, {} errors, {:.1} ok/s",
-        a.system,
-        a.topology,
-        a.workload,
+        spec.system.name,
+        spec.topology.name,
+        spec.workload.name,
         spec.fault.name,
         s.ops,
         s.ok,
@@ -1042,7 +1124,6 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<ExitCode> {
         out!("  client error: {e}");
     }
     out!("results in {}", outcome.dir.display());
-    Ok(ExitCode::SUCCESS)
 }
 
 fn prefix_flag(p: &str) -> String {

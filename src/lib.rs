@@ -2,10 +2,13 @@
 //! failures, on an emulated network of namespaces and Open vSwitch switches.
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod doctor;
 pub mod fault;
 pub mod net;
+#[cfg(feature = "python")]
+mod python;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -26,4 +29,74 @@ pub(crate) fn toml_error(src: &str, e: &toml::de::Error) -> (usize, String) {
         e.span().map(|s| line_at(src, s.start)).unwrap_or(1),
         e.message().trim().to_string(),
     )
+}
+
+/// How this process runs reckon's own command line again — for the impairment engine and a
+/// sweep's runs, each a process of its own: the `reckon` binary, or `python -m reckon` when the
+/// Python module is the program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelfCommand {
+    pub program: std::path::PathBuf,
+    /// Arguments before reckon's own (`-m reckon` for Python).
+    pub args: Vec<String>,
+}
+
+static SELF_COMMAND: std::sync::OnceLock<SelfCommand> = std::sync::OnceLock::new();
+
+impl SelfCommand {
+    /// A `reckon` binary.
+    pub fn binary(path: impl Into<std::path::PathBuf>) -> SelfCommand {
+        SelfCommand {
+            program: path.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Say how this process runs reckon (the Python module does, when it is imported); the
+    /// first call wins.
+    pub fn set(c: SelfCommand) {
+        let _ = SELF_COMMAND.set(c);
+    }
+
+    /// How to run reckon from here: what [`SelfCommand::set`] said, else `RECKON_BIN`, else
+    /// this program if it is `reckon`, else the `reckon` next to it or one folder up (a test
+    /// binary in target/*/deps), else `reckon` on the PATH.
+    pub fn current() -> SelfCommand {
+        if let Some(c) = SELF_COMMAND.get() {
+            return c.clone();
+        }
+        if let Some(b) = std::env::var_os("RECKON_BIN") {
+            return SelfCommand::binary(b);
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            if exe.file_name().is_some_and(|n| n == "reckon") {
+                return SelfCommand::binary(exe);
+            }
+            if let Some(dir) = exe.parent() {
+                for cand in [dir.join("reckon"), dir.join("../reckon")] {
+                    if cand.is_file() {
+                        return SelfCommand::binary(cand);
+                    }
+                }
+            }
+        }
+        SelfCommand::binary("reckon")
+    }
+
+    /// A command that runs reckon; add reckon's arguments to it.
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.args);
+        c
+    }
+}
+
+impl std::fmt::Display for SelfCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.program.display())?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
 }

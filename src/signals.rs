@@ -28,6 +28,17 @@ pub fn interrupted() -> bool {
     flag().load(Ordering::SeqCst)
 }
 
+/// Ask the run to stop, as a first Ctrl-C would (the Python module, on KeyboardInterrupt).
+pub fn request_stop() {
+    flag().store(true, Ordering::SeqCst);
+}
+
+/// Forget a stop that was asked for and dealt with, so that the next run in this process runs
+/// (the Python module, after an interrupted run tore down).
+pub fn clear() {
+    flag().store(false, Ordering::SeqCst);
+}
+
 /// Block until a stop is asked for.
 pub fn wait() {
     while !interrupted() {

@@ -877,28 +877,12 @@ fn configure_host(h: &Host, fd: &std::os::fd::OwnedFd, topo: &Topology) -> Resul
     .map_err(|e| err("enter namespace", e))?
 }
 
-/// The `reckon` binary to run the engine: `RECKON_BIN`, this program if it is reckon, or the
-/// `reckon` next to it or one directory up (a test binary in target/*/deps).
-pub fn engine_bin(opts: &NetworkOptions) -> PathBuf {
-    if let Some(b) = &opts.engine_bin {
-        return b.clone();
+/// How to run the engine: the options' `engine_bin`, else [`crate::SelfCommand::current`].
+pub fn engine_bin(opts: &NetworkOptions) -> crate::SelfCommand {
+    match &opts.engine_bin {
+        Some(b) => crate::SelfCommand::binary(b),
+        None => crate::SelfCommand::current(),
     }
-    if let Some(b) = std::env::var_os("RECKON_BIN") {
-        return b.into();
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if exe.file_name().is_some_and(|n| n == "reckon") {
-            return exe;
-        }
-        if let Some(dir) = exe.parent() {
-            for cand in [dir.join("reckon"), dir.join("../reckon")] {
-                if cand.is_file() {
-                    return cand;
-                }
-            }
-        }
-    }
-    "reckon".into()
 }
 
 /// Start `reckon __impair-engine` inside the link namespace, detached from our session, and wait
@@ -951,7 +935,7 @@ pub fn spawn_engine(
     spec: &engine::EngineSpec,
     prefix: &str,
     link_netns: &str,
-    bin: &std::path::Path,
+    bin: &crate::SelfCommand,
 ) -> Result<std::process::Child, NetError> {
     let (spec_path, _, log_path) = registry::engine_paths(prefix);
     let fail = |e: String| NetError::Engine(e);
@@ -964,7 +948,7 @@ pub fn spawn_engine(
         .map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
     let ns = netns::open(link_netns)
         .map_err(|e| fail(format!("open link namespace {link_netns}: {e}")))?;
-    let mut cmd = Command::new(bin);
+    let mut cmd = bin.command();
     cmd.arg("__impair-engine")
         .arg(&spec_path)
         .stdin(Stdio::null())
@@ -979,7 +963,7 @@ pub fn spawn_engine(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| fail(format!("could not run {}: {e}", bin.display())))?;
+        .map_err(|e| fail(format!("could not run {bin}: {e}")))?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

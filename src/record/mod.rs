@@ -382,6 +382,46 @@ fn write_timeseries(path: &Path, duration: f64, ops: &[OpRecord]) -> std::io::Re
     w.flush()
 }
 
+/// The type of a column of a results CSV, for readers that want typed values (the Python
+/// module): every non-empty cell of the column reads as it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Column {
+    Int,
+    Float,
+    Bool,
+    Text,
+}
+
+/// Whether `s` reads as a number without losing anything: `007` is a name (reckon's keys are
+/// zero-padded), not 7.
+fn numeric(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !(digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0."))
+}
+
+/// The narrowest type every non-empty cell reads as: int, float, bool, else text.
+pub fn column_type<'a>(cells: impl Iterator<Item = &'a str> + Clone) -> Column {
+    let mut cells = cells.filter(|c| !c.is_empty());
+    if cells.clone().next().is_none() {
+        return Column::Text;
+    }
+    if cells
+        .clone()
+        .all(|c| numeric(c) && c.parse::<i64>().is_ok())
+    {
+        Column::Int
+    } else if cells
+        .clone()
+        .all(|c| numeric(c) && c.parse::<f64>().is_ok())
+    {
+        Column::Float
+    } else if cells.all(|c| c == "true" || c == "false") {
+        Column::Bool
+    } else {
+        Column::Text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +500,17 @@ mod tests {
         }
         w.flush().unwrap();
         assert_eq!(read_ops(&dir.join("ops.csv")).unwrap(), rows);
+    }
+
+    #[test]
+    fn columns_keep_names_and_type_numbers() {
+        let t = |cells: &[&str]| column_type(cells.iter().copied());
+        assert_eq!(t(&["1", "2", ""]), Column::Int);
+        assert_eq!(t(&["1", "2.5"]), Column::Float);
+        assert_eq!(t(&["0.25", "-0.5", "0"]), Column::Float);
+        assert_eq!(t(&["0001", "0002"]), Column::Text);
+        assert_eq!(t(&["true", "false"]), Column::Bool);
+        assert_eq!(t(&["", ""]), Column::Text);
+        assert_eq!(t(&["mc1", "2"]), Column::Text);
     }
 }

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -99,12 +98,23 @@ pub fn load(path: &Path) -> Result<Plan, String> {
         let (line, message) = crate::toml_error(&src, &e);
         format!("{}:{line}: {message}", path.display())
     })?;
+    expand(f, &path.display().to_string())
+}
+
+/// Expand a plan given as JSON (the Python module's dicts), with the TOML file's fields;
+/// `origin` names it in errors.
+pub fn from_json(json: &str, origin: &str) -> Result<Plan, String> {
+    let f: PlanFile = serde_json::from_str(json).map_err(|e| format!("{origin}: {e}"))?;
+    expand(f, origin)
+}
+
+fn expand(f: PlanFile, origin: &str) -> Result<Plan, String> {
     let known = || format!("{}, {}", POSITIONAL.join(", "), FLAGS.join(", "));
     for k in f.fixed.keys().chain(f.grid.keys()) {
         if !POSITIONAL.contains(&k.as_str()) && !FLAGS.contains(&k.as_str()) {
             return Err(format!(
                 "{}: unknown parameter '{k}'; known: {}",
-                path.display(),
+                origin,
                 known()
             ));
         }
@@ -112,31 +122,25 @@ pub fn load(path: &Path) -> Result<Plan, String> {
     if f.grid.is_empty() {
         return Err(format!(
             "{}: the grid is empty; give [grid] at least one parameter with a list of values",
-            path.display()
+            origin
         ));
     }
     if let Some((k, _)) = f.grid.iter().find(|(_, v)| v.is_empty()) {
-        return Err(format!(
-            "{}: grid parameter '{k}' has no values",
-            path.display()
-        ));
+        return Err(format!("{}: grid parameter '{k}' has no values", origin));
     }
     if let Some(k) = f.fixed.keys().find(|k| f.grid.contains_key(*k)) {
-        return Err(format!(
-            "{}: '{k}' is both fixed and in the grid",
-            path.display()
-        ));
+        return Err(format!("{}: '{k}' is both fixed and in the grid", origin));
     }
     for p in POSITIONAL {
         if !f.fixed.contains_key(*p) && !f.grid.contains_key(*p) {
             return Err(format!(
                 "{}: say which {p} to run (in [fixed] or [grid])",
-                path.display()
+                origin
             ));
         }
     }
     if f.repeats == 0 {
-        return Err(format!("{}: repeats must be at least 1", path.display()));
+        return Err(format!("{}: repeats must be at least 1", origin));
     }
     // The grid's cross product.
     let mut combos: Vec<BTreeMap<String, String>> =
@@ -191,13 +195,13 @@ pub struct Done {
     pub status: String,
 }
 
-/// Run the plan's points (of shard `shard`) into `out`, skipping finished ones. `bin` is the
-/// reckon binary; `prefix` the prefix each run uses. `progress` hears of each run.
+/// Run the plan's points (of shard `shard`) into `out`, skipping finished ones. `bin` runs
+/// reckon; `prefix` the prefix each run uses. `progress` hears of each run.
 pub fn run(
     plan: &Plan,
     out: &Path,
     shard: Option<(usize, usize)>,
-    bin: &Path,
+    bin: &crate::SelfCommand,
     prefix: &str,
     mut progress: impl FnMut(usize, usize, &Point, &str),
 ) -> Result<Vec<Done>, String> {
@@ -222,17 +226,18 @@ pub fn run(
                 }
             }
             args.extend(["--result-location".into(), dir.display().to_string()]);
-            let o = Command::new(bin)
+            let o = bin
+                .command()
                 .args(&args)
                 .output()
-                .map_err(|e| format!("could not run {}: {e}", bin.display()))?;
+                .map_err(|e| format!("could not run {bin}: {e}"))?;
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
             if o.status.success() {
                 "ok".to_string()
             } else {
                 // Whatever the run left (it cleans up after itself; this is for a crash).
-                let _ = Command::new(bin).args(["clean", "--only", prefix]).output();
+                let _ = bin.command().args(["clean", "--only", prefix]).output();
                 let err = String::from_utf8_lossy(&o.stderr);
                 format!(
                     "failed: {}",
