@@ -64,11 +64,7 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
     let o = reckon(&["report", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert_eq!(
-        html.matches("src=\"data:image/png;base64,").count(),
-        4,
-        "four figures"
-    );
+    assert_report_renders(&out.join("report.html"), 4);
     assert!(
         html.contains("against write_ratio") && html.contains("runs/0000-r0/"),
         "{}",

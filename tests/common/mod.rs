@@ -126,3 +126,135 @@ pub fn tcp_between(net: &Network, from: &str, to: &str) -> Result<(), String> {
         Ok(())
     })
 }
+
+/// Headless Chromium: `RECKON_CHROMIUM`, else `chromium` or `chromium-browser` on the PATH.
+/// The tests need it (`scripts/setup.sh --test` installs Debian's).
+pub fn chromium() -> String {
+    if let Ok(c) = std::env::var("RECKON_CHROMIUM") {
+        return c;
+    }
+    for c in ["chromium", "chromium-browser"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return c.into();
+        }
+    }
+    panic!("no Chromium to check the report in: install it (scripts/setup.sh --test installs Debian's chromium) or set RECKON_CHROMIUM");
+}
+
+/// One `<img>` of a page as the browser has it once the page has loaded.
+#[derive(Debug, PartialEq)]
+pub struct Rendered {
+    pub loaded: bool,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Open `html` (a self-contained page) in headless Chromium, offline, and return every image
+/// as the browser decoded it once the page loaded. A copy of the page gets a script that writes
+/// what `document.images` holds into the DOM, and Chromium prints the DOM.
+pub fn render_images(html: &std::path::Path) -> Vec<Rendered> {
+    let dir = std::env::temp_dir().join(format!(
+        "reckon-browser-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(dir.join("profile")).unwrap();
+    let page = dir.join("check.html");
+    let mut text = std::fs::read_to_string(html).unwrap();
+    text.push_str(
+        "<script>window.addEventListener('load', () => {\
+         const rows = [...document.images].map(i => (i.complete ? 1 : 0) + ' ' + i.naturalWidth + ' ' + i.naturalHeight);\
+         const pre = document.createElement('pre'); pre.id = 'reckon-check';\
+         pre.textContent = 'IMAGES:' + rows.join(';') + ':END'; document.body.appendChild(pre);});</script>",
+    );
+    std::fs::write(&page, text).unwrap();
+    // Offline: no background services, no name resolution, a fresh profile.
+    let o = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("running chromium");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let found = dom
+        .split("<pre id=\"reckon-check\">IMAGES:")
+        .nth(1)
+        .and_then(|s| s.split(":END</pre>").next())
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium printed no result ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )
+        });
+    found
+        .split(';')
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let v: Vec<u32> = r.split(' ').map(|x| x.parse().unwrap()).collect();
+            Rendered {
+                loaded: v[0] == 1,
+                width: v[1],
+                height: v[2],
+            }
+        })
+        .collect()
+}
+
+/// The PNGs embedded in a page, as (width, height) from their headers.
+pub fn embedded_pngs(html: &str) -> Vec<(u32, u32)> {
+    use base64::Engine;
+    html.split("src=\"data:image/png;base64,")
+        .skip(1)
+        .map(|rest| {
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(rest.split('"').next().unwrap())
+                .expect("valid base64");
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+            let be = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
+            (be(16), be(20))
+        })
+        .collect()
+}
+
+/// The report at `html` renders in a browser: it has `expected` images, every one loads, at
+/// the size of the PNG it embeds.
+pub fn assert_report_renders(html: &std::path::Path, expected: usize) {
+    let pngs = embedded_pngs(&std::fs::read_to_string(html).unwrap());
+    assert_eq!(pngs.len(), expected, "embedded plots");
+    let shown = render_images(html);
+    let want: Vec<Rendered> = pngs
+        .iter()
+        .map(|&(width, height)| Rendered {
+            loaded: true,
+            width,
+            height,
+        })
+        .collect();
+    assert_eq!(shown, want, "images as Chromium decoded them");
+}
