@@ -14,7 +14,7 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
 use crate::{record, signals};
 
@@ -181,17 +181,70 @@ fn report(py: Python<'_>, dir: PathBuf) -> PyResult<PathBuf> {
         .map_err(PyValueError::new_err)
 }
 
-/// A CSV file of reckon's (ops.csv, faults.csv, timeseries.csv, results.csv) as a list of
-/// dicts, one per row, each column typed as a whole (int, float, bool or str; an empty cell is
-/// None), ready for `pandas.DataFrame`. Columns named in `text` stay str (names such as keys
-/// that may look like numbers).
+/// Makes one column's cells into Python values: None when empty, else of the column's type.
+/// Text that repeats (clients, kinds, endpoints, errors) is one shared str object.
+struct Cells<'py> {
+    py: Python<'py>,
+    ty: record::Column,
+    seen: std::collections::HashMap<String, Bound<'py, PyAny>>,
+}
+
+impl<'py> Cells<'py> {
+    /// Distinct texts shared per column, at most (keys can be many).
+    const SHARED: usize = 4096;
+
+    fn new(py: Python<'py>, ty: record::Column) -> Self {
+        Cells {
+            py,
+            ty,
+            seen: Default::default(),
+        }
+    }
+
+    fn get(&mut self, s: &str) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        if s.is_empty() {
+            return Ok(py.None().into_bound(py));
+        }
+        Ok(match self.ty {
+            record::Column::Int => s
+                .parse::<i64>()
+                .unwrap_or_default()
+                .into_pyobject(py)?
+                .into_any(),
+            record::Column::Float => s
+                .parse::<f64>()
+                .unwrap_or(f64::NAN)
+                .into_pyobject(py)?
+                .into_any(),
+            record::Column::Bool => PyBool::new(py, s == "true").to_owned().into_any(),
+            record::Column::Text => match self.seen.get(s) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = PyString::new(py, s).into_any();
+                    if self.seen.len() < Self::SHARED {
+                        self.seen.insert(s.to_string(), v.clone());
+                    }
+                    v
+                }
+            },
+        })
+    }
+}
+
+/// A CSV file of reckon's (ops.csv, faults.csv, timeseries.csv, results.csv) ready for
+/// `pandas.DataFrame`: a list of dicts, one per row, or with `by_column` a dict of lists (far
+/// less memory for millions of operations). Each column is typed as a whole (int, float, bool
+/// or str; an empty cell is None); columns named in `text` stay str (names such as keys that
+/// may look like numbers).
 #[pyfunction]
-#[pyo3(signature = (path, text = Vec::new()))]
+#[pyo3(signature = (path, text = Vec::new(), by_column = false))]
 fn read_csv<'py>(
     py: Python<'py>,
     path: PathBuf,
     text: Vec<String>,
-) -> PyResult<Bound<'py, PyList>> {
+    by_column: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let bad = |e: String| PyValueError::new_err(format!("{}: {e}", path.display()));
     let (headers, records) = py
         .detach(|| -> Result<_, String> {
@@ -226,28 +279,29 @@ fn read_csv<'py>(
             }
         })
         .collect();
+    let names: Vec<Bound<'py, PyString>> =
+        headers.iter().map(|h| PyString::intern(py, h)).collect();
+    let mut cells: Vec<Cells> = types.iter().map(|t| Cells::new(py, *t)).collect();
+    if by_column {
+        let columns = PyDict::new(py);
+        for (i, (name, c)) in names.iter().zip(&mut cells).enumerate() {
+            let values = PyList::empty(py);
+            for rec in &records {
+                values.append(c.get(rec.get(i).unwrap_or(""))?)?;
+            }
+            columns.set_item(name, values)?;
+        }
+        return Ok(columns.into_any());
+    }
     let rows = PyList::empty(py);
     for rec in &records {
         let row = PyDict::new(py);
-        for ((name, ty), cell) in headers.iter().zip(&types).zip(rec.iter()) {
-            if cell.is_empty() {
-                row.set_item(name, py.None())?;
-                continue;
-            }
-            match ty {
-                record::Column::Int => {
-                    row.set_item(name, cell.parse::<i64>().unwrap_or_default())?
-                }
-                record::Column::Float => {
-                    row.set_item(name, cell.parse::<f64>().unwrap_or(f64::NAN))?
-                }
-                record::Column::Bool => row.set_item(name, cell == "true")?,
-                record::Column::Text => row.set_item(name, cell)?,
-            }
+        for ((name, c), s) in names.iter().zip(&mut cells).zip(rec.iter()) {
+            row.set_item(name, c.get(s)?)?;
         }
         rows.append(row)?;
     }
-    Ok(rows)
+    Ok(rows.into_any())
 }
 
 #[pymodule]

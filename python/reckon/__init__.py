@@ -212,6 +212,7 @@ class Run:
     """A run's result folder. Tables are lists of dicts (one per row, typed columns, None for
     an empty cell): `pandas.DataFrame(run.ops)`."""
 
+    _TABLES = ("ops", "faults", "timeseries")
     # Columns that are names, whatever they look like (keys are "0", "1" with max_key 1).
     _TEXT = {"ops": ["client", "kind", "key", "error", "target"], "faults": ["action", "targets", "error"]}
 
@@ -220,15 +221,21 @@ class Run:
         self.client_errors: list = []
         self._cache: dict = {}
 
-    def _table(self, name: str) -> list:
-        if name not in self._cache:
+    def table(self, name: str, columns: bool = False) -> Union[list, dict]:
+        """The table `name` ("ops", "faults" or "timeseries") as a list of dicts, one per row,
+        or with `columns=True` as a dict of lists (far less memory for millions of
+        operations); `pandas.DataFrame` takes either. Empty if the run wrote none."""
+        if name not in self._TABLES:
+            raise ValueError(f"table {name!r}: give one of {', '.join(self._TABLES)}")
+        key = (name, columns)
+        if key not in self._cache:
             path = self.dir / f"{name}.csv"
-            self._cache[name] = (
-                _native.read_csv(os.fspath(path), self._TEXT.get(name, []))
+            self._cache[key] = (
+                _native.read_csv(os.fspath(path), self._TEXT.get(name, []), columns)
                 if path.exists()
-                else []
+                else ({} if columns else [])
             )
-        return self._cache[name]
+        return self._cache[key]
 
     @property
     def summary(self) -> Optional[dict]:
@@ -250,17 +257,17 @@ class Run:
     def ops(self) -> list:
         """ops.csv, a row per operation: n, client, kind, key, intended, sent, done (seconds
         from the start), ok, error, target. Latency is done - intended."""
-        return self._table("ops")
+        return self.table("ops")
 
     @property
     def faults(self) -> list:
         """faults.csv, a row per fault event: event, action, targets, scheduled, applied, error."""
-        return self._table("faults")
+        return self.table("faults")
 
     @property
     def timeseries(self) -> list:
         """timeseries.csv, a row per 100 ms: ok, errors and latency."""
-        return self._table("timeseries")
+        return self.table("timeseries")
 
     @property
     def plots(self) -> dict:

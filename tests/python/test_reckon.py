@@ -103,6 +103,10 @@ class ReckonModule(unittest.TestCase):
         self.assertTrue(all(isinstance(k, str) for k in ops["key"]), "keys stay names")
         self.assertEqual(set(ops["kind"]), {"read", "write"})
         self.assertEqual(int(ops["ok"].sum()), s["ok"])
+        by_column = pd.DataFrame(r.table("ops", columns=True))
+        pd.testing.assert_frame_equal(by_column, ops)
+        with self.assertRaisesRegex(ValueError, "table 'nosuch': give one of ops"):
+            r.table("nosuch")
         latency = ops[ops["ok"]]["done"] - ops[ops["ok"]]["intended"]
         self.assertGreater(latency.median(), 0.001)
         # The partition really happened: cut at T/3, healed at 2T/3.
