@@ -982,6 +982,15 @@ fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
     }
     let outcome = crate::run::run(&spec)?;
     print_outcome(&spec, &outcome);
+    if outcome.summary.interrupted {
+        eprintln!(
+            "reckon: interrupted at {:.1} s of {:.1}: the results up to then are in {}",
+            outcome.summary.duration,
+            spec.workload.duration,
+            outcome.dir.display()
+        );
+        return Ok(130);
+    }
     Ok(0)
 }
 

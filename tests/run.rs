@@ -309,6 +309,65 @@ fn a_killed_run_leaves_a_readable_ops_csv() {
 }
 
 #[test]
+fn an_interrupted_run_says_so_tears_down_and_keeps_its_results() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("interrupted");
+    let p = "yri";
+    let _ = opts(p);
+    let mut child = Command::new(BIN)
+        .args([
+            "--prefix",
+            p,
+            "run",
+            "etcd",
+            "wan",
+            "uniform",
+            "partial-partition",
+            "--duration",
+            "30",
+            "--rate",
+            "50",
+            "--result-location",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ops = dir.join("ops.csv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&ops)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 100
+    {
+        assert!(Instant::now() < deadline, "no operations recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{out}");
+    assert!(out.contains("reckon: interrupted at"), "{out}");
+    // It tore itself down: no `reckon clean` needed.
+    assert_clean(p);
+    let s: Summary =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(s.interrupted);
+    assert!(s.duration > 1.5 && s.duration < 10.0, "{}", s.duration);
+    // The figures cover what ran: no partition yet (it comes at 10 s), no invented gap.
+    let names: Vec<&str> = s.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["before"]);
+    assert!(s.longest_gap < 1.0, "{}", s.longest_gap);
+    assert_eq!(s.ops as usize, read_ops(&ops).unwrap().len());
+    assert!(s.throughput > 40.0, "{}", s.throughput);
+}
+
+#[test]
 fn bad_run_input_builds_nothing() {
     let p = "yrb";
     let dir = results("bad");

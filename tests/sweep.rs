@@ -70,8 +70,16 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
         "{}",
         &html[..500.min(html.len())]
     );
-    // Delete one run: a re-run redoes just that one.
+    // Delete one run and mark another interrupted: a re-run redoes just those two.
     std::fs::remove_dir_all(out.join("runs").join("0002-r1")).unwrap();
+    let summary = out.join("runs").join("0001-r0").join("summary.json");
+    let text_of = std::fs::read_to_string(&summary).unwrap();
+    assert!(text_of.contains("\"interrupted\": false"), "{text_of}");
+    std::fs::write(
+        &summary,
+        text_of.replace("\"interrupted\": false", "\"interrupted\": true"),
+    )
+    .unwrap();
     let o = reckon(&[
         "--prefix",
         p,
@@ -81,7 +89,7 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
         out.to_str().unwrap(),
     ]);
     assert!(
-        text(&o).contains("8 runs: 7 done before, 1 run now, 0 failed"),
+        text(&o).contains("8 runs: 6 done before, 2 run now, 0 failed"),
         "{}",
         text(&o)
     );

@@ -240,7 +240,8 @@ class Run:
     @property
     def summary(self) -> Optional[dict]:
         """summary.json: throughput, latency percentiles (ms) overall and per phase, errors by
-        kind, the longest gap between successes (s), recovery after each fault event. None if
+        kind, the longest gap between successes (s), recovery after each fault event;
+        `interrupted` if it was stopped early (its `duration` is then what it covers). None if
         the run was killed before it was written."""
         if "summary" not in self._cache:
             self._cache["summary"] = _json(self.dir / "summary.json")
@@ -308,8 +309,9 @@ class Run:
         )
         if s is None:
             return f"<reckon.Run {what} in {self.dir}: no summary (killed?), {len(self.ops)} ops>"
+        stopped = f", interrupted at {s['duration']:.1f} s" if s.get("interrupted") else ""
         return (
-            f"<reckon.Run {what} in {self.dir}: {s['ops']} ops, {s['ok']} ok, "
+            f"<reckon.Run {what} in {self.dir}{stopped}: {s['ops']} ops, {s['ok']} ok, "
             f"{s['throughput']:.1f} ok/s, p99 {s['latency_ms']['p99']:.1f} ms, "
             f"longest gap {s['longest_gap']:.3f} s>"
         )

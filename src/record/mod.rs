@@ -149,7 +149,11 @@ pub struct Recovery {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
+    /// Seconds the figures cover: the run's duration, or less if it was interrupted.
     pub duration: f64,
+    /// The run was stopped before its duration (Ctrl-C, SIGTERM); a sweep runs it again.
+    #[serde(default)]
+    pub interrupted: bool,
     pub ops: u64,
     pub ok: u64,
     pub errors: u64,
@@ -189,9 +193,10 @@ pub fn error_kind(e: &str) -> String {
         .collect()
 }
 
-/// Phases: before, during and after the fault's span (or the whole run without one).
+/// Phases: before, during and after the fault's span (or the whole run without one), up to
+/// `duration` (a run interrupted early has fewer, or shorter, phases).
 pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)> {
-    match span {
+    let all: Vec<(String, f64, f64)> = match span {
         Some((a, b)) if b > a => vec![
             ("before".into(), 0.0, a),
             ("during".into(), a, b),
@@ -199,7 +204,11 @@ pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)
         ],
         Some((a, _)) if a > 0.0 => vec![("before".into(), 0.0, a), ("after".into(), a, duration)],
         _ => vec![("all".into(), 0.0, duration)],
-    }
+    };
+    all.into_iter()
+        .filter(|(_, from, _)| *from < duration)
+        .map(|(name, from, to)| (name, from, to.min(duration)))
+        .collect()
 }
 
 /// Summarise `ops` of a run of `duration` seconds with fault events `faults`, and write
@@ -207,6 +216,7 @@ pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)
 pub fn summarise(
     dir: &Path,
     duration: f64,
+    interrupted: bool,
     ops: &[OpRecord],
     faults: &[FaultRecord],
     span: Option<(f64, f64)>,
@@ -285,6 +295,7 @@ pub fn summarise(
         .collect();
     let s = Summary {
         duration,
+        interrupted,
         ops: ops.len() as u64,
         ok,
         errors: ops.len() as u64 - ok,
@@ -464,7 +475,7 @@ mod tests {
             applied: 3.001,
             error: String::new(),
         }];
-        let s = summarise(&dir, 9.0, &ops, &faults, Some((3.0, 6.0))).unwrap();
+        let s = summarise(&dir, 9.0, false, &ops, &faults, Some((3.0, 6.0))).unwrap();
         assert_eq!(s.ops, 90);
         assert_eq!(s.errors, 15);
         assert_eq!(s.errors_by_kind.get("timed out"), Some(&15));
@@ -512,5 +523,17 @@ mod tests {
         assert_eq!(t(&["true", "false"]), Column::Bool);
         assert_eq!(t(&["", ""]), Column::Text);
         assert_eq!(t(&["mc1", "2"]), Column::Text);
+    }
+
+    #[test]
+    fn an_interrupted_run_has_only_the_phases_it_reached() {
+        let span = Some((3.0, 6.0));
+        let names = |d: f64| -> Vec<(String, f64, f64)> { phases(d, span) };
+        assert_eq!(names(9.0).len(), 3);
+        assert_eq!(
+            names(4.0),
+            vec![("before".into(), 0.0, 3.0), ("during".into(), 3.0, 4.0)]
+        );
+        assert_eq!(names(2.0), vec![("before".into(), 0.0, 2.0)]);
     }
 }

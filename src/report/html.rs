@@ -73,6 +73,14 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
          <h1>{t}</h1>",
         t = esc(&title)
     );
+    if s.interrupted {
+        let _ = write!(
+            h,
+            "<p><strong>Interrupted</strong> after {:.1} s of {} s: the figures cover that part only.</p>",
+            s.duration,
+            config["workload"]["duration"].as_f64().map(|d| d.to_string()).unwrap_or_else(|| "?".into())
+        );
+    }
     let _ = write!(
         h,
         "<table><tr><th>operations</th><th>ok</th><th>errors</th><th>ok/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>longest gap s</th></tr>\

@@ -387,7 +387,14 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         Ok(())
     };
     sleep_until(t0 + Duration::from_secs_f64(duration), &stop);
-    if crate::signals::interrupted() || faults_written.is_err() {
+    // Stopped early (Ctrl-C, SIGTERM): the results cover the run up to now.
+    let interrupted = crate::signals::interrupted();
+    let covered = if interrupted {
+        secs(t0).min(duration)
+    } else {
+        duration
+    };
+    if interrupted || faults_written.is_err() {
         stop.store(true, Ordering::SeqCst);
     }
     let mut client_errors = Vec::new();
@@ -412,15 +419,16 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         };
         (applied(a), applied(b))
     });
-    let summary = record::summarise(&dir, duration, &ops, &faults, span).map_err(results)?;
+    let summary =
+        record::summarise(&dir, covered, interrupted, &ops, &faults, span).map_err(results)?;
     let title = format!(
         "{} / {} / {} / {}",
         spec.system.name, spec.topology.name, spec.workload.name, spec.fault.name
     );
-    let phases = record::phases(duration, span);
+    let phases = record::phases(covered, span);
     let input = crate::report::PlotInput {
         title: &title,
-        duration,
+        duration: covered,
         ops: &ops,
         faults: &faults,
         span,

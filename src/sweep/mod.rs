@@ -213,7 +213,7 @@ pub fn run(
             break;
         }
         let dir = out.join("runs").join(&p.id);
-        let status = if dir.join("summary.json").exists() {
+        let status = if finished(&dir) {
             "done before".to_string()
         } else {
             let _ = std::fs::remove_dir_all(&dir);
@@ -257,6 +257,17 @@ pub fn run(
     }
     write_results(plan, out, shard)?;
     Ok(done)
+}
+
+/// Whether a run's folder holds a finished run: a summary, of a run that was not interrupted.
+fn finished(dir: &Path) -> bool {
+    read_summary(dir).is_some_and(|s| !s.interrupted)
+}
+
+fn read_summary(dir: &Path) -> Option<Summary> {
+    std::fs::read(dir.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn in_shard(p: &Point, shard: Option<(usize, usize)>) -> bool {
@@ -307,10 +318,9 @@ pub fn write_results(
     points.sort_by(|a, b| a.id.cmp(&b.id));
     for p in points {
         let dir = out.join("runs").join(&p.id);
-        let summary: Option<Summary> = std::fs::read(dir.join("summary.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let summary = read_summary(&dir);
         let status = match (&summary, dir.join("run.log").exists()) {
+            (Some(s), _) if s.interrupted => "interrupted".to_string(),
             (Some(_), _) => "ok".to_string(),
             (None, true) => "failed".to_string(),
             (None, false) => "not run".to_string(),
