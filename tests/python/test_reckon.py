@@ -7,9 +7,12 @@ Needs root, Open vSwitch, etcd and the module installed (scripts/test-python.sh 
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from pathlib import Path
 
@@ -128,6 +131,35 @@ class ReckonModule(unittest.TestCase):
         self.assertEqual(again.ops, r.ops)
         with self.assertRaisesRegex(ValueError, "already holds a run's results"):
             reckon.run(duration=1, result_location=out, prefix=PREFIX)
+
+    def test_ctrl_c_stops_the_run_tears_down_and_keeps_its_results(self):
+        out = self.tmp / "interrupted"
+        # Ctrl-C four seconds in: the cluster is up and operations are flowing by then. Python's
+        # own handler, as in an interactive session (a parent may have started us ignoring it).
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        timer = threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        try:
+            with self.assertRaises(KeyboardInterrupt):
+                reckon.run(fault="none", duration=60, rate=50, result_location=out,
+                           prefix=PREFIX)
+        finally:
+            timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+        self.assertLess(time.monotonic() - started, 30, "stopped well before its 60 s")
+        self.assertEqual(leftovers(PREFIX), [], "torn down before KeyboardInterrupt")
+        r = reckon.load(out)
+        self.assertTrue(r.summary["interrupted"])
+        self.assertLess(r.summary["duration"], 10)
+        self.assertEqual(len(r.ops), r.summary["ops"])
+        self.assertGreater(len(r.ops), 20)
+        self.assertIn("interrupted at", repr(r))
+        # The next run in this process is not stopped by the Ctrl-C that was dealt with.
+        again = reckon.run(fault="none", duration=1, rate=20, result_location=self.tmp / "after",
+                           prefix=PREFIX)
+        self.assertFalse(again.summary["interrupted"])
+        self.assertEqual(again.summary["ops"], 20)
 
     def test_a_sweep_runs_each_point_resumes_and_loads(self):
         out = self.tmp / "sweep"
