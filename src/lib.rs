@@ -32,12 +32,12 @@ pub(crate) fn toml_error(src: &str, e: &toml::de::Error) -> (usize, String) {
 }
 
 /// How this process runs reckon's own command line again — for the impairment engine and a
-/// sweep's runs, each a process of its own: the `reckon` binary, or `python -m reckon` when the
-/// Python module is the program.
+/// sweep's runs, each a process of its own: the `reckon` binary, or this Python interpreter
+/// with the module when the Python module is the program.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SelfCommand {
     pub program: std::path::PathBuf,
-    /// Arguments before reckon's own (`-m reckon` for Python).
+    /// Arguments before reckon's own (for Python, `-c` and code that calls the module's CLI).
     pub args: Vec<String>,
 }
 

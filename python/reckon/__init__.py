@@ -44,8 +44,13 @@ __all__ = [
 __version__ = _native.__version__
 
 # A sweep's runs and the impairment engine are processes of their own: they run this module's
-# command line with this interpreter.
-_native.set_self_command(sys.executable, ["-m", "reckon"])
+# command line with this interpreter, importing this very installation (not a `reckon` folder
+# that happens to be in the working directory, as `python -m reckon` could).
+_SITE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_native.set_self_command(
+    sys.executable,
+    ["-c", f"import sys; sys.path.insert(0, {_SITE!r}); from reckon.__main__ import main; main()"],
+)
 
 _PARAMS = {
     name: (switch, positional, help)

@@ -1,6 +1,7 @@
 """The Python module end to end: bad input is refused before anything is built, a short run
-gives its summary, tables pandas reads with the right types, plots and a report, a sweep runs
-its runs (as `python -m reckon` processes) and resumes, and nothing of the network is left.
+gives its summary, tables pandas reads with the right types, plots and a report, Ctrl-C tears
+down, a sweep runs its runs (processes running the module's command line) and resumes, and
+nothing of the network is left.
 
 Needs root, Open vSwitch, etcd and the module installed (scripts/test-python.sh does it all).
 """
@@ -170,7 +171,7 @@ class ReckonModule(unittest.TestCase):
             "grid": {"link_loss": [0, 2]},
         }
         heard = []
-        # Each run is `python -m reckon run ...`: a reckon binary is neither needed nor used.
+        # Each run is the module's command line in a process of its own: no reckon binary is used.
         os.environ["RECKON_BIN"] = "/nonexistent/reckon"
         try:
             s = reckon.sweep(plan, out=out, prefix=PREFIX,
