@@ -44,6 +44,31 @@ fn run(
     (s, faults, out)
 }
 
+/// Start `reckon run` (args after `run`) into `dir` in the background, and return once it has
+/// recorded 100 operations.
+fn start_run(prefix: &str, args: &[&str], dir: &Path) -> std::process::Child {
+    let mut a = vec!["--prefix", prefix, "run"];
+    a.extend_from_slice(args);
+    a.extend(["--result-location", dir.to_str().unwrap()]);
+    let child = Command::new(BIN)
+        .args(&a)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ops = dir.join("ops.csv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&ops)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 100
+    {
+        assert!(Instant::now() < deadline, "no operations recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 #[test]
 fn no_fault_no_errors_and_every_result_file() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -260,11 +285,9 @@ fn a_killed_run_leaves_a_readable_ops_csv() {
     let dir = results("killed");
     let p = "yrk";
     let _ = opts(p);
-    let mut child = Command::new(BIN)
-        .args([
-            "--prefix",
-            p,
-            "run",
+    let mut child = start_run(
+        p,
+        &[
             "etcd",
             "simple",
             "uniform",
@@ -275,23 +298,10 @@ fn a_killed_run_leaves_a_readable_ops_csv() {
             "100",
             "--link-latency",
             "0",
-            "--result-location",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        &dir,
+    );
     let ops = dir.join("ops.csv");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&ops)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 100
-    {
-        assert!(Instant::now() < deadline, "no operations recorded");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     child.kill().unwrap();
     child.wait().unwrap();
     let rows = read_ops(&ops).expect("ops.csv of a killed run must parse");
@@ -314,11 +324,9 @@ fn an_interrupted_run_says_so_tears_down_and_keeps_its_results() {
     let dir = results("interrupted");
     let p = "yri";
     let _ = opts(p);
-    let mut child = Command::new(BIN)
-        .args([
-            "--prefix",
-            p,
-            "run",
+    let child = start_run(
+        p,
+        &[
             "etcd",
             "wan",
             "uniform",
@@ -327,23 +335,10 @@ fn an_interrupted_run_says_so_tears_down_and_keeps_its_results() {
             "30",
             "--rate",
             "50",
-            "--result-location",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        &dir,
+    );
     let ops = dir.join("ops.csv");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&ops)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 100
-    {
-        assert!(Instant::now() < deadline, "no operations recorded");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
