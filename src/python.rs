@@ -47,14 +47,6 @@ fn run_parameters() -> Vec<(String, bool, bool, String)> {
         .collect()
 }
 
-/// Parse and check a run's arguments as `reckon run` would; nothing is built.
-fn spec(prefix: &str, argv: &[String]) -> PyResult<crate::run::RunSpec> {
-    let spec =
-        crate::cli::parse_run(prefix, argv).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-    crate::run::validate(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(spec)
-}
-
 /// Run `work` on a thread of its own; `on_message` hears what it sends, on this thread. Ctrl-C
 /// here asks the work to stop (as reckon's own handler would), waits for it, and is raised.
 fn interruptible<T: Send, M: Send>(
@@ -70,20 +62,17 @@ fn interruptible<T: Send, M: Send>(
         loop {
             for m in rx.try_iter() {
                 if failure.is_none() {
-                    if let Err(e) = on_message(py, m) {
-                        signals::request_stop();
-                        failure = Some(e);
-                    }
+                    failure = on_message(py, m).err();
                 }
+            }
+            if failure.is_none() {
+                failure = py.check_signals().err();
+            }
+            if failure.is_some() {
+                signals::request_stop();
             }
             if worker.is_finished() {
                 break;
-            }
-            if failure.is_none() {
-                if let Err(e) = py.check_signals() {
-                    signals::request_stop();
-                    failure = Some(e);
-                }
             }
             py.detach(|| std::thread::sleep(Duration::from_millis(50)));
         }
@@ -112,7 +101,8 @@ fn run(
     progress: bool,
 ) -> PyResult<(PathBuf, Vec<String>)> {
     crate::cli::init_logging(0);
-    let mut spec = spec(prefix, &argv)?;
+    let mut spec = crate::cli::parse_run(prefix, &argv)
+        .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
     spec.progress = progress;
     crate::net::require_root().map_err(|e| ReckonError::new_err(e.to_string()))?;
     let outcome = interruptible(
@@ -120,12 +110,19 @@ fn run(
         |_: mpsc::Sender<()>| crate::run::run(&spec),
         |_, _| Ok(()),
     )?;
-    let outcome = outcome.map_err(|e| ReckonError::new_err(e.to_string()))?;
+    // The run checks its input before it builds anything: that is bad input, not a failure.
+    let outcome = outcome.map_err(|e| match e {
+        crate::run::RunError::Bad(_) | crate::run::RunError::Results { .. } => {
+            PyValueError::new_err(e.to_string())
+        }
+        _ => ReckonError::new_err(e.to_string()),
+    })?;
     Ok((outcome.dir, outcome.client_errors))
 }
 
-/// Run a sweep: `plan` is a TOML file's path, or JSON with its fields when `is_json`.
-/// `progress(k, n, id, params, status)` hears of each run. Returns (id, status) per run.
+/// Run a sweep: `plan` is a TOML file's path, or JSON with its fields when `is_json`; `shard`
+/// is `i/n`. `progress(k, n, id, params, status)` hears of each run. Returns (id, status) per
+/// run.
 #[pyfunction]
 #[pyo3(signature = (plan, is_json, out, shard, prefix, progress))]
 fn sweep(
@@ -133,7 +130,7 @@ fn sweep(
     plan: &str,
     is_json: bool,
     out: PathBuf,
-    shard: Option<(usize, usize)>,
+    shard: Option<&str>,
     prefix: &str,
     progress: Py<PyAny>,
 ) -> PyResult<Vec<(String, String)>> {
@@ -144,9 +141,10 @@ fn sweep(
         crate::sweep::load(std::path::Path::new(plan))
     }
     .map_err(PyValueError::new_err)?;
-    if let Some((i, n)) = shard {
-        crate::sweep::parse_shard(&format!("{i}/{n}")).map_err(PyValueError::new_err)?;
-    }
+    let shard = shard
+        .map(crate::sweep::parse_shard)
+        .transpose()
+        .map_err(PyValueError::new_err)?;
     crate::net::validate_prefix(prefix).map_err(|e| PyValueError::new_err(e.to_string()))?;
     crate::net::require_root().map_err(|e| ReckonError::new_err(e.to_string()))?;
     let bin = crate::SelfCommand::current();

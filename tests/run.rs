@@ -360,6 +360,13 @@ fn an_interrupted_run_says_so_tears_down_and_keeps_its_results() {
     assert!(s.longest_gap < 1.0, "{}", s.longest_gap);
     assert_eq!(s.ops as usize, read_ops(&ops).unwrap().len());
     assert!(s.throughput > 40.0, "{}", s.throughput);
+    let o = reckon(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("<strong>Interrupted</strong> after") && html.contains("of 30 s"),
+        "the report says it was interrupted"
+    );
 }
 
 #[test]

@@ -162,11 +162,8 @@ def sweep(
         text, is_json = str(path), False
         if out is None:
             out = Path("results") / f"sweep-{path.stem}"
-    if isinstance(shard, str):
-        i, sep, n = shard.partition("/")
-        if not (sep and i.strip().isdigit() and n.strip().isdigit()):
-            raise ValueError(f"shard {shard!r}: write i/n with 1 <= i <= n, e.g. '2/4'")
-        shard = (int(i), int(n))
+    if isinstance(shard, tuple):
+        shard = "/".join(str(x) for x in shard)
     if progress is None or progress is True:
         callback = _print_progress
     elif progress is False:

@@ -113,34 +113,31 @@ fn expand(f: PlanFile, origin: &str) -> Result<Plan, String> {
     for k in f.fixed.keys().chain(f.grid.keys()) {
         if !POSITIONAL.contains(&k.as_str()) && !FLAGS.contains(&k.as_str()) {
             return Err(format!(
-                "{}: unknown parameter '{k}'; known: {}",
-                origin,
+                "{origin}: unknown parameter '{k}'; known: {}",
                 known()
             ));
         }
     }
     if f.grid.is_empty() {
         return Err(format!(
-            "{}: the grid is empty; give [grid] at least one parameter with a list of values",
-            origin
+            "{origin}: the grid is empty; give [grid] at least one parameter with a list of values"
         ));
     }
     if let Some((k, _)) = f.grid.iter().find(|(_, v)| v.is_empty()) {
-        return Err(format!("{}: grid parameter '{k}' has no values", origin));
+        return Err(format!("{origin}: grid parameter '{k}' has no values"));
     }
     if let Some(k) = f.fixed.keys().find(|k| f.grid.contains_key(*k)) {
-        return Err(format!("{}: '{k}' is both fixed and in the grid", origin));
+        return Err(format!("{origin}: '{k}' is both fixed and in the grid"));
     }
     for p in POSITIONAL {
         if !f.fixed.contains_key(*p) && !f.grid.contains_key(*p) {
             return Err(format!(
-                "{}: say which {p} to run (in [fixed] or [grid])",
-                origin
+                "{origin}: say which {p} to run (in [fixed] or [grid])"
             ));
         }
     }
     if f.repeats == 0 {
-        return Err(format!("{}: repeats must be at least 1", origin));
+        return Err(format!("{origin}: repeats must be at least 1"));
     }
     // The grid's cross product.
     let mut combos: Vec<BTreeMap<String, String>> =

@@ -83,6 +83,10 @@ class ReckonModule(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "the grid is empty"):
             reckon.sweep({"fixed": {"system": "etcd"}, "grid": {}}, out=self.tmp / "badsweep",
                          prefix=PREFIX)
+        with self.assertRaisesRegex(ValueError, "--shard 3/2: write i/n"):
+            reckon.sweep({"fixed": {"system": "etcd", "topology": "wan", "workload": "uniform",
+                                    "fault": "none"}, "grid": {"rate": [1]}},
+                         out=self.tmp / "badsweep", shard=(3, 2), prefix=PREFIX)
         with self.assertRaisesRegex(ValueError, "no results here"):
             reckon.load(self.tmp)
         self.assertFalse(out.exists(), "a refused run wrote nothing")
