@@ -17,11 +17,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the system
-# under test (etcd), tools used inside hosts (ping, tc, python3 for tests), protoc for the
-# etcd client's build (with the well-known .proto files of libprotobuf-dev), and the font built
-# into the plots.
+# under test (etcd, and etcdctl, which `reckon bench client` measures beside reckon), tools used
+# inside hosts (ping, tc, python3 for tests), and the font built into the plots.
 PKGS=(openvswitch-switch etcd-server etcd-client iproute2 nftables iptables ethtool iputils-ping
-      procps protobuf-compiler libprotobuf-dev python3 gcc make fonts-dejavu-core)
+      procps python3 gcc make fonts-dejavu-core)
 if [ "$TEST" = 1 ]; then
   PKGS+=(chromium python3-venv)
 fi

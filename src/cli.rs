@@ -208,12 +208,18 @@ struct RunArgs {
     /// Seed of the workload's schedule and the links' jitter and loss.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Which node clients send to first.
-    #[arg(long, value_enum, default_value_t = crate::client::etcd::Target::Local)]
+    /// How the built-in client picks endpoints (what real client it models): sticky (stay on
+    /// the endpoint that answered, starting in the client's own data centre; `local` is the
+    /// same), leader, or all (clientv3's round-robin, as reckon's Go client).
+    #[arg(long, value_enum, default_value_t = crate::client::etcd::Target::Sticky)]
     client_target: crate::client::etcd::Target,
-    /// Per-operation timeout, seconds.
+    /// Per-operation timeout, seconds: it covers the whole operation, every endpoint tried.
     #[arg(long, default_value_t = 1.0)]
     op_timeout: f64,
+    /// Operations outstanding per client host at most; one that falls due at the bound is not
+    /// sent and is recorded as an "overloaded" error.
+    #[arg(long, default_value_t = crate::run::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
     /// A fault file of your own instead of a named fault.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<PathBuf>,
@@ -351,9 +357,9 @@ enum Bench {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
-    /// The run's machinery: operations generated per second, open-loop dispatch against a no-op
-    /// target on one thread (rate and lag), memory per recorded operation, and how much longer
-    /// than its duration a real etcd/wan-3 run takes.
+    /// The run's machinery: operations generated per second, the open loop on one thread
+    /// against a client that answers at once (rate, dispatch lag, CPU per operation), and how
+    /// much longer than its duration a real etcd/wan-3 run takes.
     Run {
         /// Offered rates for the dispatch test, operations/s.
         #[arg(long, value_delimiter = ',', default_values_t = [50_000.0, 100_000.0, 200_000.0])]
@@ -361,6 +367,27 @@ enum Bench {
         /// Duration of the real etcd/wan-3 run, seconds (0 skips it).
         #[arg(long, default_value_t = 10.0)]
         etcd_secs: f64,
+    },
+    /// reckon's load generator against a real etcd on simple-3 (no link latency, one client
+    /// host), beside etcd's own (`etcdctl check perf --load=l`, 60 s) on the same cluster:
+    /// reckon's CPU per operation, goodput, latency, dispatch lag and memory at each offered
+    /// rate, at three times etcdctl's throughput, and in a long run at a high rate.
+    Client {
+        /// Offered rates, operations/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [100.0, 2_000.0, 10_000.0])]
+        rates: Vec<f64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Skip etcdctl's check (60 s): no anchor, no 3x case.
+        #[arg(long)]
+        no_anchor: bool,
+        /// The memory case's rate, operations/s (0 skips it).
+        #[arg(long, default_value_t = 20_000.0)]
+        memory_rate: f64,
+        /// The memory case's duration, seconds.
+        #[arg(long, default_value_t = 60.0)]
+        memory_secs: f64,
     },
     /// Time building and tearing down wan-3..33 and simple-33.
     Net {
@@ -828,7 +855,7 @@ fn run(cli: Cli) -> Result<u8> {
                 "err p99 ms",
                 "CPU %"
             );
-            let (_, best, best_cpu) = bench::engine(&bin, &rates, delay, secs, |r| {
+            let (_, best, best_cpu) = bench::engine::engine(&bin, &rates, delay, secs, |r| {
                 out!(
                     "{:>9} {:>9} {:>10} {:>12.3} {:>12.3} {:>10.1}",
                     r.rate,
@@ -848,26 +875,139 @@ fn run(cli: Cli) -> Result<u8> {
             } else {
                 cli.prefix.as_str()
             };
-            let b = bench::run_machinery(&rates, (etcd_secs > 0.0).then_some(etcd_secs), prefix)?;
+            let b =
+                bench::run::run_machinery(&rates, (etcd_secs > 0.0).then_some(etcd_secs), prefix)?;
             out!(
                 "schedule generation: {:.2} M operations/s (uniform keys, 3 clients)",
                 b.generated_per_s / 1e6
             );
-            out!("open-loop dispatch on one thread against a no-op target:");
+            out!("open-loop dispatch on one thread against a client that answers at once:");
             out!(
-                "{:>12} {:>14} {:>12} {:>12}",
+                "{:>12} {:>14} {:>12} {:>12} {:>12} {:>14}",
                 "offered/s",
                 "dispatched/s",
                 "lag p50 ms",
-                "lag p99 ms"
+                "lag p99 ms",
+                "lag max ms",
+                "CPU µs/op"
             );
-            for (rate, got, p50, p99) in &b.dispatch {
-                out!("{:>12.0} {:>14.0} {:>12.3} {:>12.3}", rate, got, p50, p99);
+            for d in &b.dispatch {
+                out!(
+                    "{:>12.0} {:>14.0} {:>12.3} {:>12.3} {:>12.3} {:>14.2}",
+                    d.offered,
+                    d.dispatched_per_s,
+                    d.lag_p50_ms,
+                    d.lag_p99_ms,
+                    d.lag_max_ms,
+                    d.cpu_us_per_op
+                );
             }
-            out!("memory per recorded operation: {:.0} bytes", b.bytes_per_op);
             if let Some((secs, wall)) = b.overhead {
                 out!("a {secs} s etcd/wan-3 run took {:.1} s in all: {:.1} s beyond its duration (build, cluster, prerequisites, summary, teardown)", wall.as_secs_f64(), wall.as_secs_f64() - secs);
             }
+        }
+        Cmd::Bench(Bench::Client {
+            rates,
+            secs,
+            no_anchor,
+            memory_rate,
+            memory_secs,
+        }) => {
+            if !(2.0..=3600.0).contains(&secs) {
+                bail!("--secs {secs}: give seconds, 2 to 3600");
+            }
+            let prefix = if cli.prefix == net::DEFAULT_PREFIX {
+                "rkbc"
+            } else {
+                cli.prefix.as_str()
+            };
+            let o = bench::client::ClientBenchOptions {
+                prefix: prefix.into(),
+                rates,
+                secs,
+                anchor: !no_anchor,
+                memory: (memory_rate > 0.0).then_some((memory_rate, memory_secs)),
+            };
+            out!("reckon's load generator against etcd on simple-3: no link latency, one client host, the default (sticky) client, writes");
+            if o.anchor {
+                out!("anchor: etcdctl check perf --load=l in the client host, 60 s…");
+            }
+            let header = || {
+                out!(
+                    "{:>10} {:>6} {:>10} {:>9} {:>9} {:>11} {:>10} {:>8} {:>8}  {}",
+                    "offered/s",
+                    "secs",
+                    "goodput/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "lag p99 ms",
+                    "CPU µs/op",
+                    "RSS MB",
+                    "peak MB",
+                    "errors"
+                )
+            };
+            let mut printed = false;
+            let (anchor, cases) = bench::client::client(
+                &o,
+                |a| {
+                    out!(
+                        "etcdctl check perf --load=l: {:.0} writes/s, {:.1} µs of CPU per write (its process, user+sys)",
+                        a.writes_per_s,
+                        a.cpu_us_per_write
+                    );
+                },
+                |c| {
+                    if !printed {
+                        header();
+                        printed = true;
+                    }
+                    let s = &c.summary;
+                    let i = s.instrument.clone().unwrap_or_default();
+                    let kinds: Vec<String> = s
+                        .errors_by_kind
+                        .iter()
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect();
+                    out!(
+                        "{:>10.0} {:>6.0} {:>10.0} {:>9.2} {:>9.2} {:>11.3} {:>10.1} {:>8.1} {:>8.1}  {}",
+                        c.offered,
+                        c.secs,
+                        c.goodput(),
+                        s.latency_ms.p50,
+                        s.latency_ms.p99,
+                        s.dispatch_lag_ms.p99,
+                        i.cpu_us_per_op,
+                        i.rss_mb,
+                        i.rss_peak_mb,
+                        if kinds.is_empty() { "0".to_string() } else { kinds.join(", ") }
+                    );
+                },
+            )?;
+            if let Some(a) = &anchor {
+                if let Some(c) = cases
+                    .iter()
+                    .find(|c| (c.offered - 3.0 * a.writes_per_s).abs() < 1.0)
+                {
+                    out!(
+                        "goodput at 3x etcdctl's throughput ({:.0}/s offered): {:.0}/s = {:.2}x etcdctl's {:.0}/s",
+                        c.offered,
+                        c.goodput(),
+                        c.goodput() / a.writes_per_s,
+                        a.writes_per_s
+                    );
+                }
+                if let Some(c) = cases.iter().find(|c| c.offered == 2000.0) {
+                    let i = c.summary.instrument.clone().unwrap_or_default();
+                    out!(
+                        "CPU per operation at 2000/s: reckon {:.1} µs, etcdctl {:.1} µs ({:.2}x)",
+                        i.cpu_us_per_op,
+                        a.cpu_us_per_write,
+                        i.cpu_us_per_op / a.cpu_us_per_write.max(1e-9)
+                    );
+                }
+            }
+            out!("CPU µs/op: reckon's process (user+sys) over the middle 80 % of each case, per operation offered; RSS at its end and the process's peak so far");
         }
         Cmd::Bench(Bench::Net { repeat, datapath }) => {
             out!(
@@ -1008,6 +1148,12 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
             a.op_timeout
         );
     }
+    if !(1..=1_000_000).contains(&a.max_in_flight) {
+        bail!(
+            "--max-in-flight {}: give operations per client host, 1 to 1000000",
+            a.max_in_flight
+        );
+    }
     let system = system::builtin(&a.system)?;
     let topology = topology::builtin(
         &a.topology,
@@ -1068,6 +1214,7 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         mtbf: a.mtbf,
         client_target: a.client_target,
         op_timeout: std::time::Duration::from_secs_f64(a.op_timeout),
+        max_in_flight: a.max_in_flight,
         result_dir,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         client_cmd: a

@@ -418,6 +418,23 @@ fn bad_run_input_builds_nothing() {
             ],
             "result location /proc/reckon-results",
         ),
+        (
+            vec![
+                "etcd",
+                "wan",
+                "uniform",
+                "none",
+                "--rate",
+                "1000000",
+                "--duration",
+                "86400",
+            ],
+            "MB are free there",
+        ),
+        (
+            vec!["etcd", "wan", "uniform", "none", "--max-in-flight", "0"],
+            "--max-in-flight 0",
+        ),
     ] {
         let mut a = vec!["--prefix", p, "run"];
         a.extend(args.iter().copied());
@@ -514,6 +531,24 @@ fn an_external_client_drives_a_run_and_a_dying_one_is_reported() {
     let ops = read_ops(&dir.join("ops.csv")).unwrap();
     assert_eq!(ops.iter().filter(|o| o.client == "mc2").count(), 10);
     assert!(ops.iter().all(|o| o.target.starts_with("http://10.0.1.")));
+    // Each result is matched to the operation it answers: its schedule index (operations go
+    // to the clients in turn), its key, and reckon's intended start (10 ops/s: n / 10).
+    let mut ns: Vec<u64> = ops.iter().map(|o| o.n).collect();
+    ns.sort();
+    assert_eq!(ns, (0..20).collect::<Vec<u64>>());
+    for o in &ops {
+        assert_eq!(o.client, format!("mc{}", o.n % 2 + 1), "{o:?}");
+        assert!(!o.key.is_empty(), "{o:?}");
+        assert!((o.intended - o.n as f64 / 10.0).abs() < 1e-6, "{o:?}");
+    }
+    // config.json says what ran, and claims nothing reckon did not control.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["client_cmd"][0], client, "{cfg}");
+    assert!(
+        cfg["client_target"].is_null() && cfg["op_timeout_s"].is_null(),
+        "{cfg}"
+    );
     let dir = results("ext-dies");
     let cmd = format!("{client} --die-after=3");
     let (s, _, out) = run(
@@ -584,4 +619,156 @@ fn a_fault_file_can_degrade_a_link_mid_run() {
     );
     assert!(after.latency_ms.p50 < before.latency_ms.p50 + 50.0, "{s:?}");
     assert_eq!(s.errors, 0);
+}
+
+/// Ops of `client` intended between `from` and `to`.
+fn ops_of(dir: &Path, client: &str, from: f64, to: f64) -> Vec<reckon::record::OpRecord> {
+    read_ops(&dir.join("ops.csv"))
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.client == client && o.intended >= from && o.intended < to)
+        .collect()
+}
+
+/// The client in the data centre of the follower cut from the leader (wan: mc<i> beside h<i>).
+fn cut_off_client(f: &reckon::record::FaultRecord) -> String {
+    let follower = f.targets.split(" | ").nth(1).unwrap();
+    format!("mc{}", follower.trim_start_matches('h'))
+}
+
+#[test]
+fn the_default_client_leaves_a_leaderless_member_and_round_robin_keeps_hitting_it() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let args = |model: &'static str| {
+        vec![
+            "etcd",
+            "wan",
+            "uniform",
+            "partial-partition",
+            "--duration",
+            "12",
+            "--rate",
+            "60",
+            "--client-target",
+            model,
+        ]
+    };
+    // The default (sticky): once the cut-off member says it has no leader, its data centre's
+    // client is served elsewhere at WAN speed: no plateau at a share of the timeout.
+    let dir = results("sticky");
+    let mut a = args("sticky");
+    a.truncate(a.len() - 2);
+    let (s, faults, out) = run("yrs", &a, &dir);
+    let (from, to) = (faults[0].applied, faults[1].applied);
+    let client = cut_off_client(&faults[0]);
+    let during = ops_of(&dir, &client, from, to);
+    let mut lat: Vec<f64> = during
+        .iter()
+        .filter(|o| o.ok)
+        .map(|o| o.latency())
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    assert!(
+        lat.len() > during.len() / 2,
+        "{client}: {} of {} ok: {out}",
+        lat.len(),
+        during.len()
+    );
+    let p99 = lat[(lat.len() - 1) * 99 / 100];
+    assert!(p99 < 0.25, "{client} p99 during the partition {p99} s");
+    // Until the member notices (its election timeout), operations there time out: errors,
+    // shown as a window of that client beginning at the partition.
+    let mine = s.per_client.iter().find(|c| c.client == client).unwrap();
+    assert!(
+        mine.windows
+            .iter()
+            .any(|w| w.start >= from - 1.1 && w.start < from + 2.5),
+        "{:?}",
+        mine.windows
+    );
+    assert!(
+        s.windows.iter().any(|w| w.clients.contains(&client)),
+        "{:?}",
+        s.windows
+    );
+    assert_eq!(s.per_client.len(), 3);
+    assert!(
+        s.attempts.get(&2).copied().unwrap_or(0) > 0,
+        "failovers: {:?}",
+        s.attempts
+    );
+    // The report shows who suffered.
+    let o = reckon(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Clients</h2>") && html.contains("<h2>Unavailability</h2>"));
+    assert!(html.contains(&format!("<td>{client}</td>")));
+
+    // Round-robin (clientv3, reckon's Go client): a third of that client's operations land on
+    // the member without a leader, and fail.
+    let dir = results("all");
+    let (_, faults, _) = run("yrs", &args("all"), &dir);
+    let (from, to) = (faults[0].applied, faults[1].applied);
+    let client = cut_off_client(&faults[0]);
+    let during = ops_of(&dir, &client, from, to);
+    let failed = during.iter().filter(|o| !o.ok).count() as f64 / during.len() as f64;
+    assert!(
+        (0.2..=0.5).contains(&failed),
+        "{client}: {failed:.2} of its operations failed during the partition"
+    );
+    assert!(
+        during.iter().all(|o| o.attempts <= 1),
+        "no retries with all"
+    );
+}
+
+#[test]
+fn an_overloaded_client_records_what_it_could_not_send() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = results("overload");
+    // 200 ops/s over a link of 10 ms each way, one operation in flight at a time: at most
+    // about 40 a second can be sent; the rest are recorded as overloaded, at their instants.
+    let (s, _, out) = run(
+        "yro",
+        &[
+            "etcd",
+            "simple",
+            "uniform",
+            "none",
+            "--duration",
+            "3",
+            "--rate",
+            "200",
+            "--link-latency",
+            "10",
+            "--max-in-flight",
+            "1",
+        ],
+        &dir,
+    );
+    assert_eq!(s.ops, 600, "{out}");
+    let overloaded = s.errors_by_kind.get("overloaded").copied().unwrap_or(0);
+    assert!(overloaded > 400, "{:?}", s.errors_by_kind);
+    assert_eq!(s.ok + overloaded, 600, "{:?}", s.errors_by_kind);
+    let ops = read_ops(&dir.join("ops.csv")).unwrap();
+    for o in ops.iter().filter(|o| !o.ok) {
+        assert_eq!(o.attempts, 0);
+        assert!(
+            (o.sent - o.intended).abs() < 0.01,
+            "recorded at its instant: {o:?}"
+        );
+    }
+    // Latency counts from the intended start even when the client was busy.
+    assert!(ops
+        .iter()
+        .filter(|o| o.ok)
+        .all(|o| o.latency() >= o.service()));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["max_in_flight"], 1);
+    let i = s.instrument.expect("the run measures its own cost");
+    assert!(
+        i.cpu_s > 0.0 && i.rss_mb > 0.0 && i.max_in_flight == 1,
+        "{i:?}"
+    );
 }

@@ -44,21 +44,41 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
         config["workload"]["name"].as_str().unwrap_or("?"),
         config["fault"]["name"].as_str().unwrap_or("?")
     );
-    // Plots: made by the run; made again from ops.csv if missing.
+    // Plots: made by the run; made again from ops.csv if missing (streamed: no size limit).
     if !dir.join("latency.png").exists() {
-        if let Ok(ops) = record::read_ops(&dir.join("ops.csv")) {
+        if let Ok(mut reader) = csv::Reader::from_path(dir.join("ops.csv")) {
             let span = match (faults.first(), faults.last()) {
-                (Some(a), Some(b)) => Some((a.applied, b.applied)),
+                (Some(a), Some(b)) => Some((a.scheduled, b.scheduled)),
                 _ => None,
             };
-            let phases = record::phases(s.duration, span);
+            let cfg = record::TallyConfig {
+                duration: s.duration,
+                clients: s.per_client.iter().map(|c| c.client.clone()).collect(),
+                events: faults.iter().map(|f| f.scheduled).collect(),
+                span,
+                op_timeout: config["op_timeout_s"].as_f64().unwrap_or(1.0),
+            };
+            let scratch =
+                std::env::temp_dir().join(format!("reckon-report-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&scratch);
+            let ops = reader
+                .deserialize::<record::OpRecord>()
+                .filter_map(Result::ok);
+            let made = record::summarise(&scratch, cfg, s.duration, s.interrupted, ops, &faults);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let (_, data) = made.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let applied = span.map(|_| {
+                (
+                    faults.first().map(|f| f.applied).unwrap_or(0.0),
+                    faults.last().map(|f| f.applied).unwrap_or(0.0),
+                )
+            });
             let input = super::PlotInput {
                 title: &title,
                 duration: s.duration,
-                ops: &ops,
+                data: &data,
                 faults: &faults,
-                span,
-                phases: &phases,
+                span: applied,
             };
             super::plot_run(dir, &input)?;
         }
@@ -92,6 +112,44 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
         let _ = write!(h, "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>", esc(&p.name), p.from, p.to, p.ops, p.ok, p.throughput, p.latency_ms.p50, p.latency_ms.p99, p.latency_ms.max);
     }
     h += "</table>";
+    if !s.per_client.is_empty() {
+        h += "<h2>Clients</h2><p>Each client host's share: who suffered. Latency of successful operations, from their intended start.</p>\
+              <table><tr><th>client</th><th>ops</th><th>ok</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>longest gap s</th><th>unavailable windows</th></tr>";
+        for c in &s.per_client {
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3} (from {:.2})</td><td>{}</td></tr>",
+                esc(&c.client), c.ops, c.ok, c.errors, c.latency_ms.p50, c.latency_ms.p99, c.latency_ms.max, c.longest_gap, c.longest_gap_from, c.windows.len());
+        }
+        h += "</table>";
+    }
+    let threshold = config["op_timeout_s"]
+        .as_f64()
+        .map(|t| format!("{t} s"))
+        .unwrap_or_else(|| "the operation timeout".into());
+    if s.windows.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Unavailability</h2><p>No operation failed or took longer than {threshold}.</p>"
+        );
+    } else {
+        let _ = write!(h, "<h2>Unavailability</h2><p>Windows in which operations failed or took longer than {threshold} (from the intended start of the first to that of the last; failures closer than that apart are one window). Shaded red on the latency plot.</p>\
+              <table><tr><th>from s</th><th>to s</th><th>length s</th><th>failed</th><th>delayed</th><th>clients</th></tr>");
+        let mut ws: Vec<&record::Window> = s.windows.iter().collect();
+        let shown = 50;
+        if ws.len() > shown {
+            ws.sort_by(|a, b| (b.end - b.start).total_cmp(&(a.end - a.start)));
+            ws.truncate(shown);
+            ws.sort_by(|a, b| a.start.total_cmp(&b.start));
+            let _ = write!(
+                h,
+                "<caption>the {shown} longest of {}</caption>",
+                s.windows.len()
+            );
+        }
+        for w in ws {
+            let _ = write!(h, "<tr><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>", w.start, w.end, w.end - w.start, w.failed, w.delayed, esc(&w.clients.join(" ")));
+        }
+        h += "</table>";
+    }
     if !faults.is_empty() {
         h += "<h2>Fault events</h2><table><tr><th>event</th><th>action</th><th>targets</th><th>scheduled s</th><th>applied s</th><th>first success after, s</th><th>error</th></tr>";
         for f in &faults {
@@ -113,9 +171,15 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
         }
         h += "</table>";
     }
+    if let Some(i) = &s.instrument {
+        let _ = write!(h, "<h2>reckon's own cost</h2><p>reckon shares the machine with the system it measures; this is what it used.</p>\
+            <table><tr><th>CPU per op µs</th><th>CPU s</th><th>over s</th><th>ops</th><th>RSS MB</th><th>peak RSS MB</th><th>dispatch lag p50 ms</th><th>p99 ms</th><th>max ms</th><th>max in flight</th></tr>\
+            <tr><td>{:.1}</td><td>{:.3}</td><td>{:.1}-{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr></table>",
+            i.cpu_us_per_op, i.cpu_s, i.steady_from, i.steady_to, i.steady_ops, i.rss_mb, i.rss_peak_mb, s.dispatch_lag_ms.p50, s.dispatch_lag_ms.p99, s.dispatch_lag_ms.max, i.max_in_flight);
+    }
     h += "<h2>Plots</h2>";
     for (name, alt) in [
-        ("latency", "latency of every operation over time"),
+        ("latency", "latency over time"),
         ("throughput", "throughput over time"),
         ("cdf", "latency CDF per phase"),
     ] {

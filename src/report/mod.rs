@@ -1,5 +1,6 @@
-//! Plots of a run, PNG and SVG, written with every run: latency over time (one point per
-//! operation, by outcome, log scale, fault events as lines and the fault's span shaded),
+//! Plots of a run, PNG and SVG, written with every run: latency over time (a bounded sample of
+//! operations per time slice, the slowest success of each slice always among them; by outcome,
+//! log scale, fault events as lines, the fault's span and the unavailability windows shaded),
 //! throughput over time, and the latency CDF per phase. The font is built in (DejaVu Sans), so
 //! text renders on a machine with no fonts.
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::record::{FaultRecord, OpRecord};
+use crate::record::{FaultRecord, PlotData};
 
 static FONT: &[u8] = include_bytes!("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
 
@@ -34,12 +35,10 @@ pub struct PlotInput<'a> {
     /// "system / topology / workload / fault".
     pub title: &'a str,
     pub duration: f64,
-    pub ops: &'a [OpRecord],
+    pub data: &'a PlotData,
     pub faults: &'a [FaultRecord],
     /// The fault's span (first and last events applied), shaded.
     pub span: Option<(f64, f64)>,
-    /// Phases as (name, from, to).
-    pub phases: &'a [(String, f64, f64)],
 }
 
 /// Write `latency`, `throughput` and `cdf`, each as PNG and SVG, into `dir`.
@@ -68,22 +67,24 @@ const OK: RGBColor = RGBColor(31, 119, 180);
 const ERR: RGBColor = RGBColor(214, 39, 40);
 const FAULT: RGBColor = RGBColor(90, 90, 90);
 const SPAN: RGBColor = RGBColor(255, 200, 120);
+const WINDOW: RGBColor = RGBColor(214, 39, 40);
 
 fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &PlotInput) -> Res
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let ms: Vec<f64> = p
-        .ops
+    let pts = &p.data.samples;
+    let hi = pts.iter().map(|x| x.1).fold(1.0, f64::max) * 1.5;
+    let lo = pts
         .iter()
-        .map(|o| (o.latency() * 1e3).max(0.01))
-        .collect();
-    let hi = ms.iter().cloned().fold(1.0, f64::max) * 1.5;
-    let lo = ms.iter().cloned().fold(hi, f64::min).max(0.01) / 1.5;
+        .map(|x| x.1.max(0.01))
+        .fold(hi, f64::min)
+        .max(0.01)
+        / 1.5;
     let mut c = ChartBuilder::on(&root)
         .caption(
-            format!("{}: latency of every operation", p.title),
+            format!("{}: latency over time", p.title),
             ("sans-serif", 24),
         )
         .margin(15)
@@ -91,7 +92,7 @@ where
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..p.duration, (lo..hi).log_scale())?;
     c.configure_mesh()
-        .x_desc("time since start (s)")
+        .x_desc("intended start since the run's start (s)")
         .y_desc("latency from intended start (ms, log)")
         .label_style(("sans-serif", 15))
         .draw()?;
@@ -102,6 +103,18 @@ where
         )))?
         .label("fault span")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], SPAN.mix(0.5).filled()));
+    }
+    if !p.data.windows.is_empty() {
+        // At least a few pixels wide, so a short window still shows.
+        let min_w = p.duration / 400.0;
+        c.draw_series(p.data.windows.iter().map(|w| {
+            Rectangle::new(
+                [(w.start, lo), (w.end.max(w.start + min_w), hi / 1.6)],
+                WINDOW.mix(0.25).filled(),
+            )
+        }))?
+        .label("unavailable (failed or past the op timeout)")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], WINDOW.mix(0.4).filled()));
     }
     for f in p.faults {
         c.draw_series(LineSeries::new(
@@ -115,11 +128,9 @@ where
         )))?;
     }
     let pts = |ok: bool| {
-        p.ops
-            .iter()
-            .zip(&ms)
-            .filter(move |(o, _)| o.ok == ok)
-            .map(|(o, m)| (o.intended, *m))
+        pts.iter()
+            .filter(move |x| x.2 == ok)
+            .map(|x| (x.0, x.1.max(lo)))
     };
     c.draw_series(pts(true).map(|xy| Circle::new(xy, 2, OK.filled())))?
         .label("ok")
@@ -143,16 +154,8 @@ where
 {
     root.fill(&WHITE)?;
     let bucket = 0.1;
-    let n = (p.duration / bucket).ceil() as usize + 1;
-    let (mut ok, mut err) = (vec![0u64; n], vec![0u64; n]);
-    for o in p.ops {
-        let b = ((o.done / bucket) as usize).min(n - 1);
-        if o.ok {
-            ok[b] += 1
-        } else {
-            err[b] += 1
-        }
-    }
+    let ok: Vec<u64> = p.data.throughput.iter().map(|x| x.0 as u64).collect();
+    let err: Vec<u64> = p.data.throughput.iter().map(|x| x.1 as u64).collect();
     let rate = |v: &[u64]| -> Vec<(f64, f64)> {
         v.iter()
             .enumerate()
@@ -204,21 +207,8 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let per_phase: Vec<(String, Vec<f64>)> = p
-        .phases
-        .iter()
-        .map(|(name, from, to)| {
-            let mut v: Vec<f64> = p
-                .ops
-                .iter()
-                .filter(|o| o.ok && o.intended >= *from && o.intended < *to)
-                .map(|o| (o.latency() * 1e3).max(0.01))
-                .collect();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            (name.clone(), v)
-        })
-        .collect();
-    let all = per_phase.iter().flat_map(|(_, v)| v.iter().cloned());
+    let per_phase = &p.data.cdf;
+    let all = per_phase.iter().flat_map(|(_, _, v)| v.iter().map(|x| x.0));
     let hi = all.clone().fold(1.0, f64::max) * 1.5;
     let lo = all.fold(hi, f64::min).max(0.01) / 1.5;
     let mut c = ChartBuilder::on(&root)
@@ -236,17 +226,16 @@ where
         .label_style(("sans-serif", 15))
         .draw()?;
     let colours = [RGBColor(44, 160, 44), ERR, OK, RGBColor(148, 103, 189)];
-    for (i, (name, v)) in per_phase.iter().enumerate() {
+    for (i, (name, n, v)) in per_phase.iter().enumerate() {
         if v.is_empty() {
             continue;
         }
         let col = colours[i % colours.len()];
-        let n = v.len() as f64;
         c.draw_series(LineSeries::new(
-            v.iter().enumerate().map(|(k, x)| (*x, (k + 1) as f64 / n)),
+            v.iter().map(|&(x, q)| (x.max(lo), q)),
             col.stroke_width(2),
         ))?
-        .label(format!("{name} ({} ops)", v.len()))
+        .label(format!("{name} ({n} ops)"))
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], col.stroke_width(2)));
     }
     c.configure_series_labels()

@@ -36,6 +36,7 @@ pub const FLAGS: &[&str] = &[
     "failure_timeout",
     "client_target",
     "op_timeout",
+    "max_in_flight",
     "seed",
 ];
 

@@ -1,0 +1,92 @@
+//! `reckon bench …`: benchmarks that print figures. `net` (this file): how long building and
+//! tearing down topologies takes; [`engine`]: the userspace impairment engine alone; [`run`]:
+//! the run's own machinery (schedule, open loop); [`client`]: reckon's load generator against
+//! a real cluster, beside etcd's own.
+
+pub mod client;
+pub mod engine;
+pub mod run;
+
+use std::time::{Duration, Instant};
+
+use crate::net::{Network, NetworkOptions};
+use crate::topology::{self, Size};
+
+/// One measured case.
+pub struct NetBench {
+    pub case: String,
+    pub hosts: usize,
+    pub up: Duration,
+    pub down: Duration,
+    pub check: Duration,
+    pub pairs: usize,
+    /// Mininet's up+down on these machines (user datapath, standalone switches), if known.
+    pub mininet: Option<Duration>,
+}
+
+/// The cases: wan with 3..33 data centres and simple with 33 nodes.
+pub const CASES: &[(&str, usize, Option<f64>)] = &[
+    ("wan", 3, None),
+    ("wan", 5, Some(1.16)),
+    ("wan", 9, None),
+    ("wan", 17, None),
+    ("wan", 33, Some(7.03)),
+    ("simple", 33, Some(1.90)),
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Build and tear down each case `repeat` times (without the connectivity check, as Mininet's
+/// figures are), then once more with the check to time it. Reports medians.
+pub fn net(
+    base: &NetworkOptions,
+    repeat: usize,
+    mut progress: impl FnMut(&NetBench),
+) -> anyhow::Result<Vec<NetBench>> {
+    let mut out = Vec::new();
+    for &(name, n, mininet) in CASES {
+        let size = Size {
+            nodes: n,
+            clients: if name == "simple" { Some(1) } else { None },
+        };
+        let topo = topology::builtin(name, size)?;
+        let mut ups = Vec::new();
+        let mut downs = Vec::new();
+        let opts = NetworkOptions {
+            check: false,
+            ..base.clone()
+        };
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            let net = Network::up(&topo, &opts)?;
+            ups.push(t.elapsed());
+            let t = Instant::now();
+            net.down()?;
+            downs.push(t.elapsed());
+        }
+        let checked = Network::up(
+            &topo,
+            &NetworkOptions {
+                check: true,
+                ..base.clone()
+            },
+        )?;
+        let (check, pairs) = (checked.timings.check, checked.timings.pairs_checked);
+        checked.down()?;
+        let b = NetBench {
+            case: format!("{name}-{n}"),
+            hosts: topo.hosts.len(),
+            up: median(ups),
+            down: median(downs),
+            check,
+            pairs,
+            mininet: mininet.map(Duration::from_secs_f64),
+        };
+        progress(&b);
+        out.push(b);
+    }
+    Ok(out)
+}

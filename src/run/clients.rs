@@ -1,0 +1,240 @@
+//! Starting a run's clients — the built-in open loop on one thread for every client host, or an
+//! external client process per host — and what precedes and accompanies them: the
+//! prerequisite writes and the progress line.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use super::{drive, external, Msg, RunError, RunSpec};
+use crate::client::etcd::{EtcdClient, Target};
+use crate::client::local_node;
+use crate::clock::{self, now_ns};
+use crate::net::Network;
+use crate::workload::{Scheduled, Workload};
+
+/// Clients that are ready: each waits for its `go` (the run's t0, monotonic ns).
+pub struct Started {
+    pub go: Vec<mpsc::Sender<u64>>,
+    pub threads: Vec<std::thread::JoinHandle<Result<(), String>>>,
+    /// The built-in open loop runs at real-time priority.
+    pub realtime: bool,
+}
+
+/// Start the clients of `spec` (the built-in one, or `--client-cmd` in every client host) and
+/// wait until every one is ready. Their records go to `tx`.
+pub fn start(
+    spec: &RunSpec,
+    net: &Network,
+    endpoints: &[String],
+    clients: &[String],
+    tx: &mpsc::Sender<Msg>,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<drive::Counters>,
+) -> Result<Started, RunError> {
+    let dir = &spec.result_dir;
+    let duration = spec.workload.duration;
+    let endpoints = endpoints.to_vec();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mut go = Vec::new();
+    let mut threads: Vec<std::thread::JoinHandle<Result<(), String>>> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut realtime = false;
+    match &spec.client_cmd {
+        None => {
+            let (go_tx, go_rx) = mpsc::channel::<u64>();
+            go.push(go_tx);
+            let mut hosts = Vec::new();
+            for h in clients {
+                hosts.push(drive::ClientHost {
+                    host: h.clone(),
+                    netns: crate::client::host_netns(net.manifest(), h)?,
+                    endpoints: endpoints.clone(),
+                    local: local_node(&spec.topology, h),
+                });
+            }
+            let (target, timeout, max) = (spec.client_target, spec.op_timeout, spec.max_in_flight);
+            let (workload, n_clients) = (spec.workload.clone(), clients.len());
+            let (tx, stop, counters, ready) =
+                (tx.clone(), stop.clone(), counters.clone(), ready_tx.clone());
+            let (warn_tx, warn_rx) = mpsc::channel::<Vec<String>>();
+            let (realtime_tx, realtime_rx) = mpsc::channel::<bool>();
+            threads.push(std::thread::spawn(move || {
+                let rt = crate::client::runtime().map_err(|e| e.to_string())?;
+                let _ = realtime_tx.send(drive::realtime());
+                rt.block_on(async move {
+                    let mut o = drive::DriveOptions {
+                        target,
+                        op_timeout: timeout,
+                        max_in_flight: max,
+                        t0_ns: 0,
+                    };
+                    let (kvs, warns) = match drive::connect(&hosts, &o).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = ready.send(Err(e.clone()));
+                            return Err(e);
+                        }
+                    };
+                    let _ = warn_tx.send(warns);
+                    let _ = ready.send(Ok(()));
+                    let Ok(t0) = go_rx.recv() else { return Ok(()) };
+                    o.t0_ns = t0;
+                    let schedule = workload.schedule(n_clients);
+                    let sink = move |b: drive::Batch| tx.send(Msg::Ops(b)).is_ok();
+                    let r = drive::open_loop(kvs, schedule, &o, &stop, counters, sink)
+                        .await
+                        .map_err(|e| e.to_string());
+                    r
+                })
+            }));
+            if let Ok(w) = warn_rx.recv_timeout(Duration::from_secs(60)) {
+                warnings = w;
+            }
+            realtime = realtime_rx.try_recv().unwrap_or(false);
+        }
+        Some(cmd) => {
+            let mut per_client: Vec<Vec<Scheduled>> = vec![Vec::new(); clients.len()];
+            for s in spec.workload.schedule(clients.len()) {
+                per_client[s.client].push(s);
+            }
+            let manifest = net.manifest().clone();
+            for (i, ops) in per_client.into_iter().enumerate() {
+                let (go_tx, go_rx) = mpsc::channel::<u64>();
+                go.push(go_tx);
+                let host = clients[i].clone();
+                let local = local_node(&spec.topology, &host);
+                let (cmd, log) = (
+                    cmd.clone(),
+                    dir.join("logs").join(format!("client-{}.stderr", i + 1)),
+                );
+                let silence = Duration::from_secs_f64(duration) + Duration::from_secs(60);
+                let (m, eps, tx, ready, counters) = (
+                    manifest.clone(),
+                    endpoints.clone(),
+                    tx.clone(),
+                    ready_tx.clone(),
+                    counters.clone(),
+                );
+                threads.push(std::thread::spawn(move || {
+                    external::client(
+                        &m,
+                        host,
+                        i as u32 + 1,
+                        &cmd,
+                        eps,
+                        local,
+                        ops,
+                        &log,
+                        silence,
+                        ready,
+                        go_rx,
+                        tx,
+                        &counters,
+                    )
+                }));
+            }
+        }
+    }
+    drop(ready_tx);
+    let expected = go.len();
+    let mut not_ready = Vec::new();
+    for r in ready_rx.iter().take(expected) {
+        if let Err(e) = r {
+            not_ready.push(e);
+        }
+    }
+    for w in &warnings {
+        eprintln!("reckon: warning: {w}");
+    }
+    if !not_ready.is_empty() {
+        drop(go);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(RunError::Bad(format!(
+            "clients did not get ready:\n{}",
+            not_ready.join("\n")
+        )));
+    }
+    Ok(Started {
+        go,
+        threads,
+        realtime,
+    })
+}
+
+/// Write every key once (empty value) from `host`, 64 at a time.
+pub fn prerequisites(
+    net: &Network,
+    host: &str,
+    endpoints: &[String],
+    w: &Workload,
+    timeout: Duration,
+) -> Result<(), RunError> {
+    let netns = crate::client::host_netns(net.manifest(), host)?;
+    let kv = EtcdClient::new(netns, endpoints, None, Target::Sticky).map_err(RunError::Bad)?;
+    let rt = crate::client::runtime().map_err(|e| RunError::Bad(e.to_string()))?;
+    let (count, first) = rt.block_on(async move {
+        let mut keys = w.prerequisites();
+        let (mut count, mut first) = (0u64, None);
+        loop {
+            let chunk: Vec<String> = keys.by_ref().take(64).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for k in chunk {
+                let kv = kv.clone();
+                set.spawn(async move {
+                    kv.put(&k, b"", timeout)
+                        .await
+                        .map_err(|e| format!("{k}: {e}"))
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Ok(Err(e)) = r {
+                    count += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        (count, first)
+    });
+    if let Some(first) = first {
+        return Err(RunError::Bad(format!(
+            "{count} of the prerequisite writes failed, first: {first}"
+        )));
+    }
+    Ok(())
+}
+
+pub fn progress_bar(
+    total: u64,
+    duration: f64,
+    t0: u64,
+    counters: Arc<drive::Counters>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let pb = indicatif::ProgressBar::new((duration * 10.0) as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut last = (0u64, now_ns());
+        while !stop.load(Ordering::Relaxed) {
+            let t = clock::secs_since(t0, now_ns()).max(0.0);
+            let (o, e) = (
+                counters.ok.load(Ordering::Relaxed),
+                counters.errors.load(Ordering::Relaxed),
+            );
+            let rate = (o - last.0) as f64 / clock::secs_since(last.1, now_ns()).max(1e-3);
+            last = (o, now_ns());
+            pb.set_position(((t * 10.0) as u64).min((duration * 10.0) as u64));
+            pb.set_message(format!("{o}/{total} ok, {e} errors, {rate:.0} ok/s"));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        pb.finish_and_clear();
+    })
+}

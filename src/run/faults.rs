@@ -1,0 +1,138 @@
+//! Fault events during a run: who an event concerns (its selectors, resolved against the
+//! cluster just before the event) and carrying it out on the network or the cluster.
+
+use crate::fault::{Action, Event};
+use crate::net::Network;
+use crate::system::Cluster;
+use crate::topology::Topology;
+
+#[derive(Clone, Debug)]
+pub struct Targets {
+    pub a: Vec<String>,
+    pub b: Vec<String>,
+}
+
+impl Targets {
+    pub fn describe(&self) -> String {
+        if self.b.is_empty() {
+            self.a.join(" ")
+        } else {
+            format!("{} | {}", self.a.join(" "), self.b.join(" "))
+        }
+    }
+}
+
+pub fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targets, String> {
+    let needs_leader = [&ev.a, &ev.b, &ev.node].iter().any(|s| {
+        s.as_deref()
+            .is_some_and(|s| s == "leader" || s.starts_with("follower"))
+    });
+    let leader = if needs_leader {
+        Some(
+            c.leader()
+                .ok_or("no leader to select (none is agreed on)")?,
+        )
+    } else {
+        None
+    };
+    let running: Vec<&str> = c
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.name.as_str())
+        .collect();
+    let followers: Vec<String> = running
+        .iter()
+        .filter(|n| Some(**n) != leader.as_deref())
+        .map(|s| s.to_string())
+        .collect();
+    let one = |sel: &str, other: &[String]| -> Result<Vec<String>, String> {
+        Ok(match sel {
+            "leader" => vec![leader.clone().unwrap_or_default()],
+            "follower" => vec![followers.first().cloned().ok_or("no follower is running")?],
+            "killed" => c
+                .nodes
+                .iter()
+                .filter(|n| !n.is_running())
+                .map(|n| n.name.clone())
+                .collect(),
+            "paused" => c
+                .nodes
+                .iter()
+                .filter(|n| n.is_paused())
+                .map(|n| n.name.clone())
+                .collect(),
+            "others" => t
+                .hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .filter(|h| !other.contains(h))
+                .collect(),
+            s if s.starts_with("followers:") => {
+                let n = match &s["followers:".len()..] {
+                    "kill-n" => kill_n,
+                    k => k.parse().unwrap_or(0),
+                };
+                followers.iter().take(n).cloned().collect()
+            }
+            s if s.starts_with("node:") => vec![t
+                .nodes()
+                .nth(s[5..].parse::<usize>().unwrap_or(1) - 1)
+                .ok_or(format!("{s}: no such node"))?
+                .name
+                .clone()],
+            s if s.starts_with("client:") => vec![t
+                .clients()
+                .nth(s[7..].parse::<usize>().unwrap_or(1) - 1)
+                .ok_or(format!("{s}: no such client"))?
+                .name
+                .clone()],
+            s if s.starts_with("dc:") => {
+                let dc: u32 = s[3..].parse().unwrap_or(0);
+                t.hosts
+                    .iter()
+                    .filter(|h| h.dc == Some(dc))
+                    .map(|h| h.name.clone())
+                    .collect()
+            }
+            s => return Err(format!("selector {s}")),
+        })
+    };
+    let a = match (&ev.a, &ev.node, &ev.link) {
+        (Some(s), _, _) | (None, Some(s), _) => one(s, &[])?,
+        (None, None, Some(link)) => vec![link.clone()],
+        _ => Vec::new(),
+    };
+    let b = match &ev.b {
+        Some(s) => one(s, &a)?,
+        None => Vec::new(),
+    };
+    Ok(Targets { a, b })
+}
+
+pub fn apply(ev: &Event, t: &Targets, net: &mut Network, c: &mut Cluster) -> Result<(), String> {
+    let each = |c: &mut Cluster,
+                f: fn(&mut Cluster, &str) -> Result<(), crate::system::SystemError>|
+     -> Result<(), String> {
+        for n in &t.a {
+            f(c, n).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    match ev.action {
+        Action::Partition => net
+            .partition(&t.a, &t.b, ev.oneway)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::Heal => net.heal().map(|_| ()).map_err(|e| e.to_string()),
+        Action::Kill => each(c, Cluster::stop),
+        Action::Restart => each(c, Cluster::restart),
+        Action::Pause => each(c, Cluster::pause),
+        Action::Resume => each(c, Cluster::resume),
+        Action::Impair => {
+            let link = ev.link.clone().unwrap_or_default();
+            net.set_impairment(&link, ev.impair, ev.impair)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
