@@ -38,6 +38,7 @@ bench: build
 	$(RECKON) bench net
 	$(RECKON) bench engine
 	$(RECKON) bench run
+	$(RECKON) bench client
 
 clean:
 	$(RECKON) clean
