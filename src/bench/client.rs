@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::net::{Network, NetworkOptions};
+use crate::net::Network;
 use crate::record::Summary;
 use crate::run::{self, RunSpec};
 use crate::topology::{self, Size};
@@ -118,39 +118,7 @@ pub fn client(
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
     let spec = |rate: f64, secs: f64, dir: PathBuf| -> anyhow::Result<RunSpec> {
-        Ok(RunSpec {
-            system: crate::system::builtin("etcd")?,
-            topology: topology.clone(),
-            workload: crate::workload::builtin(
-                "uniform",
-                &crate::workload::Overrides {
-                    rate: Some(rate),
-                    duration: Some(secs),
-                    ..Default::default()
-                },
-            )?,
-            fault: crate::fault::builtin(
-                "none",
-                crate::fault::Params {
-                    duration: secs,
-                    mtbf: 1.0,
-                },
-            )?,
-            net: NetworkOptions {
-                prefix: o.prefix.clone(),
-                ..Default::default()
-            },
-            failure_timeout: Duration::from_secs(1),
-            kill_n: 0,
-            allow_no_quorum: false,
-            mtbf: 1.0,
-            client_target: crate::client::etcd::Target::Sticky,
-            op_timeout: Duration::from_secs(1),
-            max_in_flight: run::DEFAULT_MAX_IN_FLIGHT,
-            result_dir: dir,
-            progress: false,
-            client_cmd: None,
-        })
+        super::etcd_run(&topology, rate, secs, &o.prefix, 0.0, dir)
     };
     let first = spec(100.0, 1.0, base.join("setup"))?;
     let mut net = Network::up(&topology, &first.net)?;

@@ -90,3 +90,52 @@ pub fn net(
     }
     Ok(out)
 }
+
+/// A run of etcd on `topology` with the uniform workload at `rate` for `secs` and no fault,
+/// reckon's defaults otherwise: what the benchmarks that run etcd measure.
+pub(crate) fn etcd_run(
+    topology: &crate::topology::Topology,
+    rate: f64,
+    secs: f64,
+    prefix: &str,
+    latency_ms: f64,
+    dir: std::path::PathBuf,
+) -> anyhow::Result<crate::run::RunSpec> {
+    Ok(crate::run::RunSpec {
+        system: crate::system::builtin("etcd")?,
+        topology: topology.clone(),
+        workload: crate::workload::builtin(
+            "uniform",
+            &crate::workload::Overrides {
+                rate: Some(rate),
+                duration: Some(secs),
+                ..Default::default()
+            },
+        )?,
+        fault: crate::fault::builtin(
+            "none",
+            crate::fault::Params {
+                duration: secs,
+                mtbf: 1.0,
+            },
+        )?,
+        net: NetworkOptions {
+            prefix: prefix.into(),
+            impair: crate::net::impair::ImpairOptions {
+                latency_ms,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        failure_timeout: Duration::from_secs(1),
+        kill_n: 0,
+        allow_no_quorum: false,
+        mtbf: 1.0,
+        client_target: crate::client::etcd::Target::Sticky,
+        op_timeout: Duration::from_secs(1),
+        max_in_flight: crate::run::DEFAULT_MAX_IN_FLIGHT,
+        result_dir: dir,
+        progress: false,
+        client_cmd: None,
+    })
+}

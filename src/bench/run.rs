@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::net::NetworkOptions;
-
 /// What `reckon bench run` measured.
 pub struct RunBench {
     pub generated_per_s: f64,
@@ -142,49 +140,14 @@ pub fn run_machinery(
         Some(secs) => {
             let dir = std::env::temp_dir().join(format!("reckon-bench-run-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let spec = crate::run::RunSpec {
-                system: crate::system::builtin("etcd")?,
-                topology: crate::topology::builtin(
-                    "wan",
-                    crate::topology::Size {
-                        nodes: 3,
-                        clients: None,
-                    },
-                )?,
-                workload: workload(
-                    "uniform",
-                    &Overrides {
-                        rate: Some(100.0),
-                        duration: Some(secs),
-                        ..Default::default()
-                    },
-                )?,
-                fault: crate::fault::builtin(
-                    "none",
-                    crate::fault::Params {
-                        duration: secs,
-                        mtbf: 1.0,
-                    },
-                )?,
-                net: NetworkOptions {
-                    prefix: prefix.into(),
-                    impair: crate::net::impair::ImpairOptions {
-                        latency_ms: 20.0,
-                        ..Default::default()
-                    },
-                    ..Default::default()
+            let wan3 = crate::topology::builtin(
+                "wan",
+                crate::topology::Size {
+                    nodes: 3,
+                    clients: None,
                 },
-                failure_timeout: Duration::from_secs(1),
-                kill_n: 0,
-                allow_no_quorum: false,
-                mtbf: 1.0,
-                client_target: crate::client::etcd::Target::Sticky,
-                op_timeout: Duration::from_secs(1),
-                max_in_flight: crate::run::DEFAULT_MAX_IN_FLIGHT,
-                result_dir: dir.clone(),
-                progress: false,
-                client_cmd: None,
-            };
+            )?;
+            let spec = super::etcd_run(&wan3, 100.0, secs, prefix, 20.0, dir.clone())?;
             let t = std::time::Instant::now();
             crate::run::run(&spec)?;
             let wall = t.elapsed();

@@ -44,28 +44,11 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The network namespace of `host` in the network described by `m`, opened.
+/// The network namespace of `host` in the network described by `m`, opened (to create the
+/// sockets of a client of that host in it).
 pub fn host_netns(
     m: &crate::net::registry::Manifest,
     host: &str,
 ) -> Result<Arc<OwnedFd>, crate::net::NetError> {
-    let ns = m
-        .netns_of(host)
-        .ok_or_else(|| crate::net::NetError::NoSuchHost {
-            host: host.into(),
-            prefix: m.prefix.clone(),
-            known: m
-                .namespaces
-                .iter()
-                .map(|(h, _)| h.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    crate::net::netns::open(ns)
-        .map(Arc::new)
-        .map_err(|source| crate::net::NetError::Host {
-            host: host.into(),
-            what: "open namespace".into(),
-            source,
-        })
+    crate::net::open_host(m, host).map(Arc::new)
 }

@@ -1165,12 +1165,8 @@ pub fn impairment_stats(m: &Manifest) -> Result<Vec<engine::DirStats>, NetError>
     Ok(r.stats)
 }
 
-/// A command that will run inside `host`'s namespace of the network `m`.
-pub fn command_in(
-    m: &Manifest,
-    host: &str,
-    program: impl AsRef<std::ffi::OsStr>,
-) -> Result<Command, NetError> {
+/// The network namespace of `host` in the network `m` describes, opened.
+pub fn open_host(m: &Manifest, host: &str) -> Result<std::os::fd::OwnedFd, NetError> {
     let ns = m.netns_of(host).ok_or_else(|| NetError::NoSuchHost {
         host: host.into(),
         prefix: m.prefix.clone(),
@@ -1181,11 +1177,20 @@ pub fn command_in(
             .collect::<Vec<_>>()
             .join(", "),
     })?;
-    let fd = netns::open(ns).map_err(|source| NetError::Host {
+    netns::open(ns).map_err(|source| NetError::Host {
         host: host.into(),
         what: format!("open namespace {ns}"),
         source,
-    })?;
+    })
+}
+
+/// A command that will run inside `host`'s namespace of the network `m`.
+pub fn command_in(
+    m: &Manifest,
+    host: &str,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Result<Command, NetError> {
+    let fd = open_host(m, host)?;
     let mut cmd = Command::new(program);
     unsafe {
         cmd.pre_exec(move || netns::enter(&fd));

@@ -203,39 +203,37 @@ impl EtcdClient {
         errors
     }
 
+    /// Endpoint `i`'s connection if it has one (`Ok(Some)`), or its address if it may be
+    /// dialled now (`Ok(None)`: the caller dials), or why not.
+    fn usable(&self, i: usize) -> Result<Result<Conn, SocketAddr>, Failure> {
+        let s = self.state();
+        let e = &s.eps[i];
+        if let Some(c) = &e.conn {
+            return Ok(Ok(c.clone()));
+        }
+        if now_ns() < e.dial_after {
+            return Err(Failure::Retry(format!(
+                "{}: not connected ({})",
+                e.url, e.last_dial_error
+            )));
+        }
+        Ok(Err(e.addr))
+    }
+
     /// A connection to endpoint `i`, dialling (one dial at a time) if there is none.
     async fn conn(&self, i: usize, deadline: u64) -> Result<Conn, Failure> {
-        let gate = {
-            let s = self.state();
-            let e = &s.eps[i];
-            if let Some(c) = &e.conn {
-                return Ok(c.clone());
-            }
-            if now_ns() < e.dial_after {
-                return Err(Failure::Retry(format!(
-                    "{}: not connected ({})",
-                    e.url, e.last_dial_error
-                )));
-            }
-            e.gate.clone()
-        };
+        if let Ok(c) = self.usable(i)? {
+            return Ok(c);
+        }
+        let gate = self.state().eps[i].gate.clone();
         let left = |d: u64| Duration::from_nanos(d.saturating_sub(now_ns()));
         let _g = tokio::time::timeout(left(deadline), gate.lock())
             .await
             .map_err(|_| Failure::Final("timed out".into()))?;
-        let addr = {
-            let s = self.state();
-            let e = &s.eps[i];
-            if let Some(c) = &e.conn {
-                return Ok(c.clone());
-            }
-            if now_ns() < e.dial_after {
-                return Err(Failure::Retry(format!(
-                    "{}: not connected ({})",
-                    e.url, e.last_dial_error
-                )));
-            }
-            e.addr
+        // Whoever held the gate may have connected, or failed, meanwhile.
+        let addr = match self.usable(i)? {
+            Ok(c) => return Ok(c),
+            Err(addr) => addr,
         };
         self.state().eps[i].dialling = true;
         let r = grpc::connect(&self.netns, addr, left(deadline)).await;
