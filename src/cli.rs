@@ -223,6 +223,9 @@ struct RunArgs {
     /// A fault file of your own instead of a named fault.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<PathBuf>,
+    /// A system definition of your own (TOML; see systems/) instead of a named system.
+    #[arg(long, value_name = "FILE")]
+    system_file: Option<PathBuf>,
     /// An external client speaking reckon's stdio protocol, instead of the built-in one; it is
     /// run in each client host as `<cmd> --targets=<urls> --id=<n> --ncpr=false`.
     #[arg(long, value_name = "CMD")]
@@ -1154,7 +1157,10 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
             a.max_in_flight
         );
     }
-    let system = system::builtin(&a.system)?;
+    let system = match &a.system_file {
+        Some(f) => system::from_file(f)?,
+        None => system::builtin(&a.system)?,
+    };
     let topology = topology::builtin(
         &a.topology,
         Size {

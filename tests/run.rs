@@ -154,13 +154,16 @@ fn no_fault_no_errors_and_every_result_file() {
 fn partial_partition_lands_on_schedule() {
     let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = results("pp");
+    // The system from a definition file (the built-in etcd-pre-vote's, as a user's would be).
     let (s, faults, _) = run(
         "yrp",
         &[
-            "etcd-pre-vote",
+            "mine",
             "wan",
             "uniform",
             "partial-partition",
+            "--system-file",
+            "systems/etcd-pre-vote.toml",
             "--duration",
             "6",
             "--rate",
@@ -168,6 +171,9 @@ fn partial_partition_lands_on_schedule() {
         ],
         &dir,
     );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["system"], "etcd-pre-vote", "{cfg}");
     assert_eq!(faults.len(), 2);
     assert_eq!(
         (faults[0].action.as_str(), faults[1].action.as_str()),
@@ -434,6 +440,17 @@ fn bad_run_input_builds_nothing() {
         (
             vec!["etcd", "wan", "uniform", "none", "--max-in-flight", "0"],
             "--max-in-flight 0",
+        ),
+        (
+            vec![
+                "etcd",
+                "wan",
+                "uniform",
+                "none",
+                "--system-file",
+                "/nonexistent/sys.toml",
+            ],
+            "cannot read system file /nonexistent/sys.toml",
         ),
     ] {
         let mut a = vec!["--prefix", p, "run"];

@@ -131,7 +131,14 @@ pub fn client(
     cluster.wait_ready(Duration::from_secs(30))?;
     net.connect_switches()?;
     let endpoints = cluster.endpoints();
-    run::prerequisites(&net, "mc1", &endpoints, &first.workload, first.op_timeout)?;
+    run::prerequisites(
+        &net,
+        "mc1",
+        &first.system,
+        &endpoints,
+        &first.workload,
+        first.op_timeout,
+    )?;
     let anchor = if o.anchor {
         let a = etcdctl_check_perf(&net, "mc1", &endpoints)?;
         anchor_done(&a);

@@ -27,12 +27,22 @@ pub struct Dispatch {
 struct NoOp;
 
 impl crate::client::KvClient for NoOp {
-    async fn perform(&self, _: &crate::workload::Op, _: Duration) -> crate::client::Outcome {
-        crate::client::Outcome {
-            result: Ok(None),
-            endpoint: Some(0),
-            attempts: 1,
-        }
+    fn perform<'a>(
+        &'a self,
+        _: &'a crate::workload::Op,
+        _: Duration,
+    ) -> crate::client::BoxFuture<'a, crate::client::Outcome> {
+        Box::pin(async {
+            crate::client::Outcome {
+                result: Ok(None),
+                endpoint: Some(0),
+                attempts: 1,
+            }
+        })
+    }
+
+    fn warm_up(&self, _: Duration) -> crate::client::BoxFuture<'_, Vec<String>> {
+        Box::pin(async { Vec::new() })
     }
 }
 
@@ -83,7 +93,6 @@ pub fn run_machinery(
                 let cpu0 = crate::clock::process_cpu();
                 rt.block_on(async {
                     let o = drive::DriveOptions {
-                        target: crate::client::etcd::Target::Sticky,
                         op_timeout: Duration::from_secs(1),
                         max_in_flight: crate::run::DEFAULT_MAX_IN_FLIGHT,
                         t0_ns: crate::clock::now_ns() + 50_000_000,
@@ -91,7 +100,8 @@ pub fn run_machinery(
                     let slot = drive::Slot {
                         name: "bench".into(),
                         endpoints: vec!["none".into()],
-                        client: NoOp,
+                        client: std::sync::Arc::new(NoOp)
+                            as std::sync::Arc<dyn crate::client::KvClient>,
                     };
                     let sink = |b: drive::Batch| {
                         for r in b {

@@ -1,6 +1,7 @@
 //! Clients of the system under test. They run inside the client hosts' namespaces, so their
-//! traffic crosses the emulated network. `stdio` drives external clients over reckon's stdio
-//! protocol; `etcd` is the built-in etcd v3 client, over `grpc` (unary gRPC on HTTP/2).
+//! traffic crosses the emulated network. [`KvClient`] is what the open loop drives; each system
+//! adapter (`system::Adapter`) makes its built-in one: `etcd` (over `grpc`, unary gRPC on
+//! HTTP/2), `zookeeper`. `stdio` drives external clients over reckon's stdio protocol.
 
 pub mod etcd;
 pub mod grpc;
@@ -8,6 +9,7 @@ pub mod stdio;
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +26,17 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
-/// A key-value client the open loop drives: clones share connections, and operations may be
-/// in flight together.
-pub trait KvClient: Clone + Send + Sync + 'static {
+/// A future a client returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A key-value client the open loop drives (shared: operations may be in flight together). A
+/// write creates its key if it does not exist yet (the prerequisites are writes).
+pub trait KvClient: Send + Sync {
     /// Do `op` within `timeout` in all (every attempt included).
-    fn perform(&self, op: &Op, timeout: Duration) -> impl Future<Output = Outcome> + Send;
+    fn perform<'a>(&'a self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Outcome>;
+    /// Before the clock starts: connect (within `timeout`). What could not be reached is
+    /// returned to report, not fatal (a node may be down on purpose).
+    fn warm_up(&self, timeout: Duration) -> BoxFuture<'_, Vec<String>>;
 }
 
 /// The index, among the topology's nodes, of the node in `client`'s data centre.

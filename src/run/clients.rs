@@ -7,11 +7,12 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::{drive, external, Msg, RunError, RunSpec};
-use crate::client::etcd::{EtcdClient, Target};
+use crate::client::etcd::Target;
 use crate::client::local_node;
 use crate::clock::{self, now_ns};
 use crate::net::Network;
-use crate::workload::{Scheduled, Workload};
+use crate::system::ClientSpec;
+use crate::workload::{Op, Scheduled, Workload};
 
 /// Clients that are ready: each waits for its `go` (the run's t0, monotonic ns).
 pub struct Started {
@@ -42,56 +43,75 @@ pub fn start(
     let mut realtime = false;
     match &spec.client_cmd {
         None => {
-            let (go_tx, go_rx) = mpsc::channel::<u64>();
-            go.push(go_tx);
-            let mut hosts = Vec::new();
-            for h in clients {
-                hosts.push(drive::ClientHost {
-                    host: h.clone(),
-                    netns: crate::client::host_netns(net.manifest(), h)?,
-                    endpoints: endpoints.clone(),
-                    local: local_node(&spec.topology, h),
-                });
-            }
-            let (target, timeout, max) = (spec.client_target, spec.op_timeout, spec.max_in_flight);
-            let (workload, n_clients) = (spec.workload.clone(), clients.len());
-            let (tx, stop, counters, ready) =
-                (tx.clone(), stop.clone(), counters.clone(), ready_tx.clone());
+            // One thread per client host, inside its namespace: whatever sockets a client
+            // opens (now or on a reconnect, itself or through a library) belong to that host.
+            let adapter = spec.system.adapter();
             let (warn_tx, warn_rx) = mpsc::channel::<Vec<String>>();
             let (realtime_tx, realtime_rx) = mpsc::channel::<bool>();
-            threads.push(std::thread::spawn(move || {
-                let rt = crate::client::runtime().map_err(|e| e.to_string())?;
-                let _ = realtime_tx.send(drive::realtime());
-                rt.block_on(async move {
-                    let mut o = drive::DriveOptions {
-                        target,
-                        op_timeout: timeout,
-                        max_in_flight: max,
-                        t0_ns: 0,
+            for (i, h) in clients.iter().enumerate() {
+                let (go_tx, go_rx) = mpsc::channel::<u64>();
+                go.push(go_tx);
+                let fd = crate::net::open_host(net.manifest(), h)?;
+                let options = spec.system.client.clone();
+                let (name, eps, local) =
+                    (h.clone(), endpoints.clone(), local_node(&spec.topology, h));
+                let (target, timeout, max) =
+                    (spec.client_target, spec.op_timeout, spec.max_in_flight);
+                let (workload, n_clients) = (spec.workload.clone(), clients.len());
+                let (tx, stop, counters, ready) =
+                    (tx.clone(), stop.clone(), counters.clone(), ready_tx.clone());
+                let (warn_tx, realtime_tx) = (warn_tx.clone(), realtime_tx.clone());
+                threads.push(std::thread::spawn(move || {
+                    let fail = |e: String| {
+                        let e = format!("{name}: {e}");
+                        let _ = ready.send(Err(e.clone()));
+                        e
                     };
-                    let (kvs, warns) = match drive::connect(&hosts, &o).await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            let _ = ready.send(Err(e.clone()));
-                            return Err(e);
-                        }
-                    };
-                    let _ = warn_tx.send(warns);
-                    let _ = ready.send(Ok(()));
-                    let Ok(t0) = go_rx.recv() else { return Ok(()) };
-                    o.t0_ns = t0;
-                    let schedule = workload.schedule(n_clients);
-                    let sink = move |b: drive::Batch| tx.send(Msg::Ops(b)).is_ok();
-                    let r = drive::open_loop(kvs, schedule, &o, &stop, counters, sink)
-                        .await
-                        .map_err(|e| e.to_string());
-                    r
-                })
-            }));
-            if let Ok(w) = warn_rx.recv_timeout(Duration::from_secs(60)) {
-                warnings = w;
+                    crate::net::netns::enter(&fd)
+                        .map_err(|e| fail(format!("enter namespace: {e}")))?;
+                    let rt = crate::client::runtime().map_err(|e| fail(e.to_string()))?;
+                    let _ = realtime_tx.send(drive::realtime());
+                    rt.block_on(async {
+                        let client = adapter
+                            .client(ClientSpec {
+                                netns: Arc::new(fd),
+                                endpoints: &eps,
+                                local,
+                                target,
+                                options: &options,
+                            })
+                            .map_err(fail)?;
+                        let warns = client.warm_up(Duration::from_secs(5)).await;
+                        let _ = warn_tx
+                            .send(warns.into_iter().map(|w| format!("{name}: {w}")).collect());
+                        let _ = ready.send(Ok(()));
+                        let Ok(t0) = go_rx.recv() else { return Ok(()) };
+                        let o = drive::DriveOptions {
+                            op_timeout: timeout,
+                            max_in_flight: max,
+                            t0_ns: t0,
+                        };
+                        let slot = drive::Slot {
+                            name: name.clone(),
+                            endpoints: eps.clone(),
+                            client,
+                        };
+                        let schedule = workload.schedule(n_clients).filter(move |s| s.client == i);
+                        let sink = move |b: drive::Batch| tx.send(Msg::Ops(b)).is_ok();
+                        drive::open_loop(vec![slot], schedule, &o, &stop, counters, sink)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                }));
             }
-            realtime = realtime_rx.try_recv().unwrap_or(false);
+            drop((warn_tx, realtime_tx));
+            for _ in clients {
+                match warn_rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(w) => warnings.extend(w),
+                    Err(_) => break,
+                }
+            }
+            realtime = realtime_rx.iter().take(clients.len()).all(|r| r);
         }
         Some(cmd) => {
             let mut per_client: Vec<Vec<Scheduled>> = vec![Vec::new(); clients.len()];
@@ -168,39 +188,61 @@ pub fn start(
 pub fn prerequisites(
     net: &Network,
     host: &str,
+    system: &crate::system::SystemDef,
     endpoints: &[String],
     w: &Workload,
     timeout: Duration,
 ) -> Result<(), RunError> {
-    let netns = crate::client::host_netns(net.manifest(), host)?;
-    let kv = EtcdClient::new(netns, endpoints, None, Target::Sticky).map_err(RunError::Bad)?;
-    let rt = crate::client::runtime().map_err(|e| RunError::Bad(e.to_string()))?;
-    let (count, first) = rt.block_on(async move {
-        let mut keys = w.prerequisites();
-        let (mut count, mut first) = (0u64, None);
-        loop {
-            let chunk: Vec<String> = keys.by_ref().take(64).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let mut set = tokio::task::JoinSet::new();
-            for k in chunk {
-                let kv = kv.clone();
-                set.spawn(async move {
-                    kv.put(&k, b"", timeout)
-                        .await
-                        .map_err(|e| format!("{k}: {e}"))
-                });
-            }
-            while let Some(r) = set.join_next().await {
-                if let Ok(Err(e)) = r {
-                    count += 1;
-                    first.get_or_insert(e);
+    let fd = crate::net::open_host(net.manifest(), host)?;
+    let eps = endpoints.to_vec();
+    // A thread inside the host, as the run's clients.
+    let (count, first) = std::thread::scope(|sc| {
+        sc.spawn(|| -> Result<(u64, Option<String>), String> {
+            crate::net::netns::enter(&fd).map_err(|e| format!("{host}: enter namespace: {e}"))?;
+            let rt = crate::client::runtime().map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let kv = system.adapter().client(ClientSpec {
+                    netns: Arc::new(fd.try_clone().map_err(|e| e.to_string())?),
+                    endpoints: &eps,
+                    local: None,
+                    target: Target::Sticky,
+                    options: &system.client,
+                })?;
+                let mut keys = w.prerequisites();
+                let (mut count, mut first) = (0u64, None);
+                loop {
+                    let chunk: Vec<String> = keys.by_ref().take(64).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let mut set = tokio::task::JoinSet::new();
+                    for k in chunk {
+                        let kv = kv.clone();
+                        set.spawn(async move {
+                            let op = Op::Write {
+                                key: k.clone(),
+                                value: String::new(),
+                            };
+                            kv.perform(&op, timeout)
+                                .await
+                                .result
+                                .map_err(|e| format!("{k}: {e}"))
+                        });
+                    }
+                    while let Some(r) = set.join_next().await {
+                        if let Ok(Err(e)) = r {
+                            count += 1;
+                            first.get_or_insert(e);
+                        }
+                    }
                 }
-            }
-        }
-        (count, first)
-    });
+                Ok((count, first))
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the prerequisite writer panicked".into()))
+    })
+    .map_err(RunError::Bad)?;
     if let Some(first) = first {
         return Err(RunError::Bad(format!(
             "{count} of the prerequisite writes failed, first: {first}"

@@ -1,6 +1,7 @@
-//! The open loop: one thread drives the built-in clients of every client host. Each operation
-//! is sent at its scheduled instant whether or not earlier ones returned (no coordinated
-//! omission), and its latency counts from that instant.
+//! The open loop: a thread drives a client host's built-in client (`run::clients` starts one
+//! per client host, inside the host's namespace). Each operation is sent at its scheduled
+//! instant whether or not earlier ones returned (no coordinated omission), and its latency
+//! counts from that instant. Any [`KvClient`] can be driven.
 //!
 //! Nothing spins. The thread sleeps in its event loop until a `timerfd` deadline or a reply; an
 //! operation that falls due while the thread is awake anyway (handling replies) goes out then,
@@ -25,12 +26,10 @@
 //! Records go to the recorder (`record::Recorder`, another thread) in batches every
 //! [`BATCH`], so the recorder is woken a few times a second, not once per operation.
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::etcd::EtcdClient;
 use crate::client::KvClient;
 use crate::clock::{self, now_ns};
 use crate::record::OpRecord;
@@ -46,18 +45,8 @@ pub const BATCH: Duration = Duration::from_millis(50);
 pub const OVERLOADED: &str =
     "overloaded: not sent, the client had --max-in-flight operations outstanding";
 
-/// One client host's built-in client.
-pub struct ClientHost {
-    pub host: String,
-    pub netns: Arc<OwnedFd>,
-    pub endpoints: Vec<String>,
-    /// Index of the client's own node (its data centre's), if any.
-    pub local: Option<usize>,
-}
-
 /// How the open loop runs.
 pub struct DriveOptions {
-    pub target: crate::client::etcd::Target,
     pub op_timeout: Duration,
     pub max_in_flight: usize,
     /// The run's start (monotonic ns); operations' times count from it.
@@ -84,10 +73,10 @@ struct Shared {
 
 /// A client host as the open loop sees it: its name, its client, and the endpoints its
 /// client's answers index into.
-pub struct Slot<C> {
+pub struct Slot {
     pub name: String,
     pub endpoints: Vec<String>,
-    pub client: C,
+    pub client: Arc<dyn KvClient>,
 }
 
 /// Put the calling thread at real-time priority (`SCHED_FIFO`, the lowest level); false if
@@ -98,46 +87,11 @@ pub fn realtime() -> bool {
     unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0 }
 }
 
-/// Connect every client (before the clock starts); the errors of endpoints that could not be
-/// reached (a node that is down on purpose, say) are returned, not fatal.
-pub async fn connect(
-    hosts: &[ClientHost],
-    o: &DriveOptions,
-) -> Result<(Vec<Slot<EtcdClient>>, Vec<String>), String> {
-    let mut clients = Vec::new();
-    let mut warnings = Vec::new();
-    for h in hosts {
-        let c = EtcdClient::new(h.netns.clone(), &h.endpoints, h.local, o.target)
-            .map_err(|e| format!("{}: {e}", h.host))?;
-        clients.push(c);
-    }
-    let mut set = tokio::task::JoinSet::new();
-    for (i, c) in clients.iter().enumerate() {
-        let c = c.clone();
-        set.spawn(async move { (i, c.warm_up(Duration::from_secs(5)).await) });
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, errs)) = r {
-            warnings.extend(errs.into_iter().map(|e| format!("{}: {e}", hosts[i].host)));
-        }
-    }
-    let slots = hosts
-        .iter()
-        .zip(clients)
-        .map(|(h, client)| Slot {
-            name: h.host.clone(),
-            endpoints: h.endpoints.clone(),
-            client,
-        })
-        .collect();
-    Ok((slots, warnings))
-}
-
 /// Drive `schedule` (every client's operations, in time order) through `clients` until it ends
 /// or `stop` is set; finished operations go to `sink` in batches. Returns when every operation
 /// sent has finished (each within the operation timeout).
-pub async fn open_loop<C: KvClient>(
-    slots: Vec<Slot<C>>,
+pub async fn open_loop(
+    slots: Vec<Slot>,
     schedule: impl Iterator<Item = Scheduled>,
     o: &DriveOptions,
     stop: &AtomicBool,
@@ -156,7 +110,7 @@ pub async fn open_loop<C: KvClient>(
         .iter()
         .map(|h| Arc::new(h.endpoints.clone()))
         .collect();
-    let clients: Vec<C> = slots.into_iter().map(|s| s.client).collect();
+    let clients: Vec<Arc<dyn KvClient>> = slots.into_iter().map(|s| s.client).collect();
     let in_flight: Vec<Arc<AtomicUsize>> = clients
         .iter()
         .map(|_| Arc::new(AtomicUsize::new(0)))

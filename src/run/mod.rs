@@ -241,6 +241,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     prerequisites(
         &net,
         &first_client,
+        &spec.system,
         &cluster.endpoints(),
         &spec.workload,
         spec.op_timeout,

@@ -1,21 +1,51 @@
 //! The etcd adapter: member status and leader lookup with `etcdctl endpoint status`, run inside
-//! each node's own host so the question crosses only that host's stack.
+//! each node's own host so the question crosses only that host's stack; `http://` endpoints;
+//! the built-in client is `client::etcd`.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Answer, MemberStatus};
+use super::{Adapter, Answer, ClientSpec, Member, MemberStatus};
+use crate::client::etcd::EtcdClient;
+use crate::client::KvClient;
 use crate::net::{command_in, registry::Manifest};
 
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 
-/// Status of each `(node, ip, client_port)`, asked in parallel with a 1 s timeout each.
-pub fn status(m: &Manifest, nodes: &[(String, Ipv4Addr, u16)]) -> Vec<MemberStatus> {
-    let children: Vec<_> = nodes
+/// etcd and etcd-like systems (their gRPC API, etcdctl).
+pub struct Etcd;
+
+impl Adapter for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn status(&self, m: &Manifest, members: &[Member]) -> Vec<MemberStatus> {
+        status(m, members)
+    }
+
+    fn endpoint(&self, ip: Ipv4Addr, port: u16) -> String {
+        format!("http://{ip}:{port}")
+    }
+
+    fn client(&self, spec: ClientSpec<'_>) -> Result<Arc<dyn KvClient>, String> {
+        Ok(Arc::new(EtcdClient::new(
+            spec.netns,
+            spec.endpoints,
+            spec.local,
+            spec.target,
+        )?))
+    }
+}
+
+/// Status of each member, asked in parallel with a 1 s timeout each.
+pub fn status(m: &Manifest, members: &[Member]) -> Vec<MemberStatus> {
+    let children: Vec<_> = members
         .iter()
-        .map(|(name, ip, port)| {
+        .map(|Member { name, ip, port, .. }| {
             let child = command_in(m, name, ETCDCTL).ok().and_then(|mut c| {
                 c.args([
                     &format!("--endpoints=http://{ip}:{port}"),

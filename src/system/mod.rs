@@ -1,9 +1,13 @@
 //! The system under test. A system is data (`systems/<name>.toml`: how to start one node of a
-//! cluster from its host's address) plus an adapter in code for what data cannot say (how to ask
-//! the cluster who leads; which built-in client talks to it). A [`Cluster`] runs one node per
-//! node host, inside that host's namespace, and owns those processes: start, stop (SIGKILL, data
-//! kept), restart (rejoin with the data), pause/resume (SIGSTOP/SIGCONT), wait until ready,
-//! leader lookup and member status. Every node's output goes to a log file of the run.
+//! cluster from its host's address — arguments, environment and config files, as templates)
+//! plus an [`Adapter`] in code for what data cannot say (how to ask a member its role and term;
+//! the form of its endpoints; its built-in client). A [`Cluster`] runs one node per node host,
+//! inside that host's namespace, and owns those processes: start, stop (SIGKILL, data kept),
+//! restart (rejoin with the data), pause/resume (SIGSTOP/SIGCONT), wait until ready, leader
+//! lookup and member status. Every node's output goes to a log file of the run.
+//!
+//! Adding a system: a definition in `systems/` and a line in [`BUILTIN`]; if no adapter fits,
+//! a module implementing [`Adapter`] and a line in [`ADAPTERS`].
 
 pub mod etcd;
 
@@ -37,11 +41,69 @@ pub fn known() -> String {
         .join(", ")
 }
 
+/// A member of the cluster, as an adapter sees it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+    /// Its client port.
+    pub port: u16,
+    /// 1-based, in node order (ZooKeeper's `myid`).
+    pub id: usize,
+}
+
+/// What a built-in client is made from, on a thread inside its client host.
+pub struct ClientSpec<'a> {
+    /// The client host's network namespace (already entered by the calling thread).
+    pub netns: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// Every member's endpoint, in node order.
+    pub endpoints: &'a [String],
+    /// Index of the client's own data centre's node, if any.
+    pub local: Option<usize>,
+    pub target: crate::client::etcd::Target,
+    /// The definition's `[client]` table: options of the built-in client.
+    pub options: &'a BTreeMap<String, String>,
+}
+
+/// What code adds to a system's definition.
+pub trait Adapter: Sync {
+    /// The name definitions give in `adapter`.
+    fn name(&self) -> &'static str;
+    /// Ask every member about itself (in parallel, from inside its own host).
+    fn status(&self, m: &Manifest, members: &[Member]) -> Vec<MemberStatus>;
+    /// A member's client endpoint, as the built-in and external clients are given it.
+    fn endpoint(&self, ip: std::net::Ipv4Addr, port: u16) -> String;
+    /// The built-in client of one client host; called on a thread inside that host, within a
+    /// tokio runtime.
+    fn client(
+        &self,
+        spec: ClientSpec<'_>,
+    ) -> Result<std::sync::Arc<dyn crate::client::KvClient>, String>;
+    /// Options the built-in client takes in the definition's `[client]` table.
+    fn client_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
 /// The adapters in code, by the name a definition gives in `adapter`.
-pub const ADAPTERS: &[&str] = &["etcd"];
+pub static ADAPTERS: &[&dyn Adapter] = &[&etcd::Etcd];
+
+/// The adapter named `name`.
+pub fn adapter(name: &str) -> Option<&'static dyn Adapter> {
+    ADAPTERS.iter().copied().find(|a| a.name() == name)
+}
+
+fn adapter_names() -> String {
+    ADAPTERS
+        .iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 const PLACEHOLDERS: &[&str] = &[
     "name",
+    "id",
     "ip",
     "data_dir",
     "client_port",
@@ -72,6 +134,27 @@ pub struct SystemDef {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Files written before a node starts (each start), paths and contents as templates.
+    #[serde(default)]
+    pub files: Vec<FileTemplate>,
+    /// Options of the built-in client (the adapter says which).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+/// A file a node needs (a config file, ZooKeeper's `myid`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTemplate {
+    pub path: String,
+    pub content: String,
+}
+
+impl SystemDef {
+    /// This definition's adapter (checked when the definition was read).
+    pub fn adapter(&self) -> &'static dyn Adapter {
+        adapter(&self.adapter).unwrap_or(&etcd::Etcd)
+    }
 }
 
 fn comma() -> String {
@@ -169,18 +252,42 @@ fn parse(name: &str, file: &str, src: &str) -> Result<SystemDef, SystemError> {
         line: line_of(src, needle),
         message,
     };
-    if !ADAPTERS.contains(&def.adapter.as_str()) {
+    let Some(a) = adapter(&def.adapter) else {
         return Err(invalid(
             "adapter",
             format!(
                 "adapter '{}': known adapters: {}",
                 def.adapter,
-                ADAPTERS.join(", ")
+                adapter_names()
             ),
         ));
-    }
-    for t in def.args.iter().chain([&def.member]).chain(def.env.values()) {
+    };
+    let files = def.files.iter().flat_map(|f| [&f.path, &f.content]);
+    for t in def
+        .args
+        .iter()
+        .chain([&def.member])
+        .chain(def.env.values())
+        .chain(files)
+    {
         check_template(t).map_err(|m| invalid(t, m))?;
+    }
+    for k in def.client.keys() {
+        if !a.client_options().contains(&k.as_str()) {
+            let known = a.client_options().join(", ");
+            return Err(invalid(
+                k,
+                format!(
+                    "[client] {k}: the {} client takes {}",
+                    a.name(),
+                    if known.is_empty() {
+                        "no options".into()
+                    } else {
+                        known
+                    }
+                ),
+            ));
+        }
     }
     if def.args.is_empty() {
         return Err(invalid("args", "args is empty".into()));
@@ -360,14 +467,17 @@ impl Cluster {
         let members: Vec<String> = self
             .nodes
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(k, m)| {
                 let mut mv = v.clone();
                 mv.insert("name", m.name.clone());
                 mv.insert("ip", m.ip.to_string());
+                mv.insert("id", (k + 1).to_string());
                 fill(&self.def.member, &mv)
             })
             .collect();
         v.insert("initial_cluster", members.join(&self.def.member_separator));
+        v.insert("id", (i + 1).to_string());
         v.insert("name", n.name.clone());
         v.insert("ip", n.ip.to_string());
         v.insert("data_dir", n.data_dir.display().to_string());
@@ -390,6 +500,21 @@ impl Cluster {
         let log2 = log
             .try_clone()
             .map_err(|e| err("open log", e.to_string()))?;
+        fs::create_dir_all(&node.data_dir).map_err(|e| {
+            err(
+                "data directory",
+                format!("{}: {e}", node.data_dir.display()),
+            )
+        })?;
+        for f in &self.def.files {
+            let path = PathBuf::from(fill(&f.path, &vars));
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)
+                    .map_err(|e| err("write file", format!("{}: {e}", dir.display())))?;
+            }
+            fs::write(&path, fill(&f.content, &vars))
+                .map_err(|e| err("write file", format!("{}: {e}", path.display())))?;
+        }
         let mut cmd: Command = net::command_in(&self.manifest, &node.name, &self.def.binary)?;
         cmd.args(self.def.args.iter().map(|a| fill(a, &vars)))
             .envs(self.def.env.iter().map(|(k, v)| (k, fill(v, &vars))))
@@ -469,26 +594,32 @@ impl Cluster {
         self.signal(node, Signal::SIGCONT, false)
     }
 
-    /// Client URLs of every node, in node order.
+    /// Client endpoints of every node, in node order.
     pub fn endpoints(&self) -> Vec<String> {
+        let a = self.def.adapter();
         self.nodes
             .iter()
-            .map(|n| format!("http://{}:{}", n.ip, self.def.client_port))
+            .map(|n| a.endpoint(n.ip, self.def.client_port))
+            .collect()
+    }
+
+    /// The members, as adapters see them.
+    pub fn members(&self) -> Vec<Member> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(k, n)| Member {
+                name: n.name.clone(),
+                ip: n.ip,
+                port: self.def.client_port,
+                id: k + 1,
+            })
             .collect()
     }
 
     /// Ask every node about itself (in parallel, from inside its own host).
     pub fn status(&self) -> Vec<MemberStatus> {
-        match self.def.adapter.as_str() {
-            _ => etcd::status(
-                &self.manifest,
-                &self
-                    .nodes
-                    .iter()
-                    .map(|n| (n.name.clone(), n.ip, self.def.client_port))
-                    .collect::<Vec<_>>(),
-            ),
-        }
+        self.def.adapter().status(&self.manifest, &self.members())
     }
 
     /// The node the answering members agree leads, if any.

@@ -38,7 +38,7 @@ use proto::*;
 pub use proto::{ResponseHeader, StatusResponse};
 
 use super::grpc::{self, CallError, Conn};
-use super::{KvClient, Outcome};
+use super::{BoxFuture, KvClient, Outcome};
 use crate::clock::now_ns;
 use crate::workload::Op;
 
@@ -512,14 +512,20 @@ impl EtcdClient {
 }
 
 impl KvClient for EtcdClient {
-    async fn perform(&self, op: &Op, timeout: Duration) -> Outcome {
-        let req = match op {
-            Op::Write { key, value } => Request::Put {
-                key,
-                value: value.as_bytes(),
-            },
-            Op::Read { key } => Request::Get { key },
-        };
-        EtcdClient::perform(self, &req, timeout).await
+    fn perform<'a>(&'a self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let req = match op {
+                Op::Write { key, value } => Request::Put {
+                    key,
+                    value: value.as_bytes(),
+                },
+                Op::Read { key } => Request::Get { key },
+            };
+            EtcdClient::perform(self, &req, timeout).await
+        })
+    }
+
+    fn warm_up(&self, timeout: Duration) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(EtcdClient::warm_up(self, timeout))
     }
 }
