@@ -16,11 +16,12 @@ esac
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the system
-# under test (etcd, and etcdctl, which `reckon bench client` measures beside reckon), tools used
-# inside hosts (ping, tc, python3 for tests), and the font built into the plots.
-PKGS=(openvswitch-switch etcd-server etcd-client iproute2 nftables iptables ethtool iputils-ping
-      procps python3 gcc make fonts-dejavu-core)
+# Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the systems
+# under test (etcd, and etcdctl, which reckon asks etcd's members with and `reckon bench client`
+# measures beside reckon; ZooKeeper, with its Java runtime), tools used inside hosts (ping, tc,
+# python3 for tests), and the font built into the plots.
+PKGS=(openvswitch-switch etcd-server etcd-client zookeeper iproute2 nftables iptables ethtool
+      iputils-ping procps python3 gcc make fonts-dejavu-core)
 if [ "$TEST" = 1 ]; then
   PKGS+=(chromium python3-venv)
 fi

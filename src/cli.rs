@@ -145,7 +145,7 @@ enum SweepCmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// The system under test: etcd or etcd-pre-vote.
+    /// The system under test: etcd, etcd-pre-vote or zookeeper (with --system-file: a label).
     system: String,
     /// The topology: simple or wan.
     topology: String,
@@ -268,7 +268,7 @@ struct TopoArgs {
 /// The system under test, for `topo up` to start on the node hosts.
 #[derive(Args, Clone)]
 struct SystemArgs {
-    /// Start this system on the node hosts: etcd or etcd-pre-vote.
+    /// Start this system on the node hosts: etcd, etcd-pre-vote or zookeeper.
     #[arg(long, conflicts_with = "system_file")]
     system: Option<String>,
     /// Your own system definition (TOML; see systems/etcd.toml).

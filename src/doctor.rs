@@ -1,6 +1,5 @@
 //! `reckon doctor`: is this machine ready to run experiments, and if not, how to fix it.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::net::{self, ovs};
@@ -118,42 +117,54 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
         Err(_) => {}
     }
 
-    let etcd = Path::new("/usr/bin/etcd");
-    match Command::new(etcd).arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            let v = String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            out.push(finding(
-                "etcd",
-                true,
-                format!("{} ({v})", etcd.display()),
-                None,
-            ));
+    // Every built-in system: installed or not. etcd runs the default experiment, so its absence
+    // is a failure; the others are needed only to run them.
+    for (name, _) in crate::system::BUILTIN {
+        let Ok(def) = crate::system::builtin(name) else {
+            continue;
+        };
+        let needed = *name == "etcd";
+        match def.missing() {
+            None => {
+                let version = Command::new(&def.binary)
+                    .arg(if def.adapter == "etcd" {
+                        "--version"
+                    } else {
+                        "-version"
+                    })
+                    .output()
+                    .ok()
+                    .map(|o| {
+                        let text = format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        );
+                        text.lines().next().unwrap_or("").to_string()
+                    })
+                    .unwrap_or_default();
+                out.push(finding(
+                    name,
+                    true,
+                    format!("{} ({}; {version})", def.description, def.binary.display()),
+                    None,
+                ));
+            }
+            Some(missing) => out.push(finding(
+                name,
+                !needed,
+                format!(
+                    "{} not found{}",
+                    missing.display(),
+                    if needed {
+                        ""
+                    } else {
+                        " (needed only to run it)"
+                    }
+                ),
+                Some(def.install_hint.as_str()),
+            )),
         }
-        _ => out.push(finding(
-            "etcd",
-            false,
-            format!("{} not found", etcd.display()),
-            Some("apt-get install etcd-server etcd-client (or run scripts/setup.sh)"),
-        )),
     }
-    let etcdctl = Path::new(crate::system::etcd::ETCDCTL);
-    let ok = etcdctl.is_file();
-    out.push(finding(
-        "etcdctl",
-        ok,
-        if ok {
-            format!(
-                "{} (reckon asks etcd for its leader with it)",
-                etcdctl.display()
-            )
-        } else {
-            format!("{} not found", etcdctl.display())
-        },
-        (!ok).then_some("apt-get install etcd-client (or run scripts/setup.sh)"),
-    ));
     out
 }

@@ -6,6 +6,7 @@
 pub mod etcd;
 pub mod grpc;
 pub mod stdio;
+pub mod zookeeper;
 
 use std::future::Future;
 use std::os::fd::OwnedFd;

@@ -10,6 +10,7 @@
 //! a module implementing [`Adapter`] and a line in [`ADAPTERS`].
 
 pub mod etcd;
+pub mod zookeeper;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,6 +32,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "etcd-pre-vote",
         include_str!("../../systems/etcd-pre-vote.toml"),
     ),
+    ("zookeeper", include_str!("../../systems/zookeeper.toml")),
 ];
 
 pub fn known() -> String {
@@ -86,7 +88,7 @@ pub trait Adapter: Sync {
 }
 
 /// The adapters in code, by the name a definition gives in `adapter`.
-pub static ADAPTERS: &[&dyn Adapter] = &[&etcd::Etcd];
+pub static ADAPTERS: &[&dyn Adapter] = &[&etcd::Etcd, &zookeeper::ZooKeeper];
 
 /// The adapter named `name`.
 pub fn adapter(name: &str) -> Option<&'static dyn Adapter> {
@@ -123,6 +125,9 @@ pub struct SystemDef {
     pub name: String,
     pub description: String,
     pub binary: PathBuf,
+    /// Other files the system needs installed (when `binary` is an interpreter, say).
+    #[serde(default)]
+    pub requires: Vec<PathBuf>,
     /// How to install the binary, shown when it is missing.
     pub install_hint: String,
     pub adapter: String,
@@ -151,6 +156,14 @@ pub struct FileTemplate {
 }
 
 impl SystemDef {
+    /// The first of the binary and the required files that is not installed.
+    pub fn missing(&self) -> Option<&Path> {
+        std::iter::once(&self.binary)
+            .chain(&self.requires)
+            .find(|p| !p.is_file())
+            .map(|p| p.as_path())
+    }
+
     /// This definition's adapter (checked when the definition was read).
     pub fn adapter(&self) -> &'static dyn Adapter {
         adapter(&self.adapter).unwrap_or(&etcd::Etcd)
@@ -392,10 +405,10 @@ impl Cluster {
         def: &SystemDef,
         opts: &ClusterOptions,
     ) -> Result<Cluster, SystemError> {
-        if !def.binary.is_file() {
+        if let Some(missing) = def.missing() {
             return Err(SystemError::Missing {
                 system: def.name.clone(),
-                binary: def.binary.display().to_string(),
+                binary: missing.display().to_string(),
                 hint: def.install_hint.clone(),
             });
         }
