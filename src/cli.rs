@@ -145,7 +145,8 @@ enum SweepCmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// The system under test: etcd, etcd-pre-vote or zookeeper (with --system-file: a label).
+    /// The system under test: etcd, etcd-pre-vote, etcd-3.5 or zookeeper (with --system-file: a
+    /// label).
     system: String,
     /// The topology: simple or wan.
     topology: String,
@@ -268,7 +269,7 @@ struct TopoArgs {
 /// The system under test, for `topo up` to start on the node hosts.
 #[derive(Args, Clone)]
 struct SystemArgs {
-    /// Start this system on the node hosts: etcd, etcd-pre-vote or zookeeper.
+    /// Start this system on the node hosts: etcd, etcd-pre-vote, etcd-3.5 or zookeeper.
     #[arg(long, conflicts_with = "system_file")]
     system: Option<String>,
     /// Your own system definition (TOML; see systems/etcd.toml).

@@ -32,6 +32,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "etcd-pre-vote",
         include_str!("../../systems/etcd-pre-vote.toml"),
     ),
+    ("etcd-3.5", include_str!("../../systems/etcd-3.5.toml")),
     ("zookeeper", include_str!("../../systems/zookeeper.toml")),
 ];
 
