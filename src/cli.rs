@@ -429,7 +429,7 @@ fn resolve(t: &TopoArgs) -> Result<topology::Topology> {
         (Some(name), None) => topology::builtin(name, size)?,
         (None, None) => bail!(
             "give a topology name ({}) or --topology-file",
-            topology::known()
+            topology::CATALOG.known()
         ),
     })
 }

@@ -119,11 +119,11 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
 
     // Every built-in system: installed or not. etcd runs the default experiment, so its absence
     // is a failure; the others are needed only to run them.
-    for (name, _) in crate::system::BUILTIN {
+    for name in crate::system::CATALOG.names() {
         let Ok(def) = crate::system::builtin(name) else {
             continue;
         };
-        let needed = *name == "etcd";
+        let needed = name == "etcd";
         match def.missing() {
             None => {
                 let version = Command::new(&def.binary)

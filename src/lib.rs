@@ -2,6 +2,7 @@
 //! failures, on an emulated network of namespaces and Open vSwitch switches.
 
 pub mod bench;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod clock;

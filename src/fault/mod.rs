@@ -4,9 +4,18 @@
 
 use std::path::Path;
 
+use crate::catalog::{Catalog, CatalogError};
 use serde::{Deserialize, Serialize};
 
-pub const BUILTIN: &[(&str, &str)] = &[
+pub static CATALOG: Catalog = Catalog {
+    kind: "fault",
+    plural: "faults",
+    dir: "faults",
+    flag: "--fault-file",
+    builtin: BUILTIN,
+};
+
+const BUILTIN: &[(&str, &str)] = &[
     ("none", include_str!("../../faults/none.toml")),
     ("leader", include_str!("../../faults/leader.toml")),
     ("leader-only", include_str!("../../faults/leader-only.toml")),
@@ -24,14 +33,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("kill-n", include_str!("../../faults/kill-n.toml")),
 ];
-
-pub fn known() -> String {
-    BUILTIN
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,8 +113,8 @@ pub struct Params {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault '{name}'; known faults: {known}")]
-    Unknown { name: String, known: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("{file}:{line}: {message}")]
     Invalid {
         file: String,
@@ -124,26 +125,16 @@ pub enum FaultError {
     Bad(String),
 }
 
+/// Resolve a built-in fault by name.
 pub fn builtin(name: &str, p: Params) -> Result<Fault, FaultError> {
-    let (_, src) = BUILTIN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| FaultError::Unknown {
-            name: name.into(),
-            known: known(),
-        })?;
-    parse(name, &format!("faults/{name}.toml"), src, p)
+    let src = CATALOG.builtin(name)?;
+    parse(&src.name, &src.file, &src.text, p)
 }
 
+/// Read a user's fault file; its name is the file's stem.
 pub fn from_file(path: &Path, p: Params) -> Result<Fault, FaultError> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| FaultError::Bad(format!("cannot read fault file {file}: {e}")))?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "custom".into());
-    parse(&name, &file, &src, p)
+    let src = CATALOG.file(path)?;
+    parse(&src.name, &src.file, &src.text, p)
 }
 
 /// "1/3" of the duration, "5s", or "0".

@@ -22,11 +22,20 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
 
+use crate::catalog::{Catalog, CatalogError, Source};
 use crate::net::{self, registry::Manifest, NetError};
 
-/// The built-in systems: name and definition. Adding one = a file in `systems/` + a line here
-/// (+ an adapter if it is not etcd-like).
-pub const BUILTIN: &[(&str, &str)] = &[
+/// The built-in systems. Adding one = a file in `systems/` + a line here (+ an adapter if none
+/// fits).
+pub static CATALOG: Catalog = Catalog {
+    kind: "system",
+    plural: "systems",
+    dir: "systems",
+    flag: "--system-file",
+    builtin: BUILTIN,
+};
+
+const BUILTIN: &[(&str, &str)] = &[
     ("etcd", include_str!("../../systems/etcd.toml")),
     (
         "etcd-pre-vote",
@@ -35,14 +44,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("etcd-3.5", include_str!("../../systems/etcd-3.5.toml")),
     ("zookeeper", include_str!("../../systems/zookeeper.toml")),
 ];
-
-pub fn known() -> String {
-    BUILTIN
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// A member of the cluster, as an adapter sees it.
 #[derive(Clone, Debug)]
@@ -177,15 +178,8 @@ fn comma() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
-    #[error(
-        "unknown system '{name}'; known systems: {known} (or give your own with --system-file)"
-    )]
-    Unknown { name: String, known: String },
-    #[error("cannot read system file {file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("{file}:{line}: {message}")]
     Invalid {
         file: String,
@@ -220,50 +214,24 @@ pub enum SystemError {
 
 /// Resolve a built-in system by name.
 pub fn builtin(name: &str) -> Result<SystemDef, SystemError> {
-    let (_, src) =
-        BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| SystemError::Unknown {
-                name: name.into(),
-                known: known(),
-            })?;
-    parse(name, &format!("systems/{name}.toml"), src)
+    parse(&CATALOG.builtin(name)?)
 }
 
 /// Read a user's system definition; its name is the file's stem.
 pub fn from_file(path: &Path) -> Result<SystemDef, SystemError> {
-    let file = path.display().to_string();
-    let src = fs::read_to_string(path).map_err(|source| SystemError::Io {
-        file: file.clone(),
-        source,
-    })?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "custom".into());
-    parse(&name, &file, &src)
+    parse(&CATALOG.file(path)?)
 }
 
-fn line_of(src: &str, needle: &str) -> usize {
-    src.find(needle)
-        .map(|i| crate::line_at(src, i))
-        .unwrap_or(1)
-}
-
-fn parse(name: &str, file: &str, src: &str) -> Result<SystemDef, SystemError> {
-    let mut def: SystemDef = toml::from_str(src).map_err(|e| {
-        let (line, message) = crate::toml_error(src, &e);
-        SystemError::Invalid {
-            file: file.into(),
-            line,
-            message,
-        }
+fn parse(src: &Source) -> Result<SystemDef, SystemError> {
+    let mut def: SystemDef = src.toml().map_err(|(line, message)| SystemError::Invalid {
+        file: src.file.clone(),
+        line,
+        message,
     })?;
-    def.name = name.into();
+    def.name = src.name.clone();
     let invalid = |needle: &str, message: String| SystemError::Invalid {
-        file: file.into(),
-        line: line_of(src, needle),
+        file: src.file.clone(),
+        line: src.line_of(needle),
         message,
     };
     let Some(a) = adapter(&def.adapter) else {

@@ -7,11 +7,20 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use crate::catalog::{Catalog, CatalogError};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// The built-in topologies: name and template. Adding one = a file in `topologies/` + a line here.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub static CATALOG: Catalog = Catalog {
+    kind: "topology",
+    plural: "topologies",
+    dir: "topologies",
+    flag: "--topology-file",
+    builtin: BUILTIN,
+};
+
+const BUILTIN: &[(&str, &str)] = &[
     ("simple", include_str!("../../topologies/simple.toml")),
     ("wan", include_str!("../../topologies/wan.toml")),
 ];
@@ -177,17 +186,12 @@ impl Default for Size {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("unknown topology '{name}'; known topologies: {known} (or give your own with --topology-file)")]
-    Unknown { name: String, known: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("--number-nodes {0}: must be between 1 and {MAX_NODES}")]
     Nodes(usize),
     #[error("--number-clients {0}: must be between 1 and {MAX_CLIENTS}")]
     Clients(usize),
-    #[error("cannot read topology file {file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
     #[error("{file}:{line}: {message}")]
     Invalid {
         file: String,
@@ -196,40 +200,16 @@ pub enum TopologyError {
     },
 }
 
-/// The names of the built-in topologies, comma separated.
-pub fn known() -> String {
-    BUILTIN
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Resolve a built-in topology by name.
 pub fn builtin(name: &str, size: Size) -> Result<Topology, TopologyError> {
-    let (_, src) =
-        BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| TopologyError::Unknown {
-                name: name.into(),
-                known: known(),
-            })?;
-    parse(name, &format!("topologies/{name}.toml"), src, size)
+    let src = CATALOG.builtin(name)?;
+    parse(&src.name, &src.file, &src.text, size)
 }
 
-/// Resolve a topology from a user's file; its name is the file's stem.
+/// Read a user's topology file; its name is the file's stem.
 pub fn from_file(path: &Path, size: Size) -> Result<Topology, TopologyError> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
-        file: file.clone(),
-        source,
-    })?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "custom".into());
-    parse(&name, &file, &src, size)
+    let src = CATALOG.file(path)?;
+    parse(&src.name, &src.file, &src.text, size)
 }
 
 // ---- the template format ----

@@ -6,20 +6,21 @@
 
 use std::path::Path;
 
+use crate::catalog::{Catalog, CatalogError};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-pub const BUILTIN: &[(&str, &str)] = &[("uniform", include_str!("../../workloads/uniform.toml"))];
+pub static CATALOG: Catalog = Catalog {
+    kind: "workload",
+    plural: "workloads",
+    dir: "workloads",
+    flag: "",
+    builtin: BUILTIN,
+};
 
-pub fn known() -> String {
-    BUILTIN
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+const BUILTIN: &[(&str, &str)] = &[("uniform", include_str!("../../workloads/uniform.toml"))];
 
 /// How operation times are drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -73,8 +74,8 @@ pub struct Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("unknown workload '{name}'; known workloads: {known}")]
-    Unknown { name: String, known: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("{file}:{line}: {message}")]
     Invalid {
         file: String,
@@ -85,27 +86,16 @@ pub enum WorkloadError {
     Bad(String),
 }
 
+/// Resolve a built-in workload by name.
 pub fn builtin(name: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
-    let (_, src) =
-        BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| WorkloadError::Unknown {
-                name: name.into(),
-                known: known(),
-            })?;
-    parse(name, &format!("workloads/{name}.toml"), src, o)
+    let src = CATALOG.builtin(name)?;
+    parse(&src.name, &src.file, &src.text, o)
 }
 
+/// Read a user's workload file; its name is the file's stem.
 pub fn from_file(path: &Path, o: &Overrides) -> Result<Workload, WorkloadError> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| WorkloadError::Bad(format!("cannot read workload file {file}: {e}")))?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "custom".into());
-    parse(&name, &file, &src, o)
+    let src = CATALOG.file(path)?;
+    parse(&src.name, &src.file, &src.text, o)
 }
 
 fn parse(name: &str, file: &str, src: &str, o: &Overrides) -> Result<Workload, WorkloadError> {
