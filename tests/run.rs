@@ -494,7 +494,7 @@ fn the_debug_shell_runs_commands_and_tears_down() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let script = "leader\nmc1 ping -c 1 -W 1 10.0.1.3\npartition client:1 node:3\nmc1 ping -c 1 -W 1 10.0.1.3\nheal\nmc1 ping -c 1 -W 1 10.0.1.3\nkill node:1\nrestart killed\nnonsense\nexit\n";
+    let script = "leader\nmc1 ping -c 1 -W 1 10.0.1.3\npartition client:1 node:3\nmc1 ping -c 1 -W 1 10.0.1.3\nheal\nmc1 ping -c 1 -W 1 10.0.1.3\nkill h1\nrestart killed\nkill mc1\nnonsense\nexit\n";
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -511,6 +511,7 @@ fn the_debug_shell_runs_commands_and_tears_down() {
         "healed 2 directed pairs",
         "kill: h1",
         "restart: h1",
+        "error: selector 'mc1': use leader, follower",
         "unknown command 'nonsense'",
         "torn down",
     ] {

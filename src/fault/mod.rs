@@ -2,7 +2,11 @@
 //! an action on hosts picked by selectors that are resolved when the event happens (the leader
 //! at T/3 is whoever leads then). `flap` events expand into cut/heal pairs that stop at `until`.
 
+pub mod selector;
+
 use std::path::Path;
+
+pub use selector::{Count, Scope, Selector};
 
 use crate::catalog::{Catalog, CatalogError};
 use serde::{Deserialize, Serialize};
@@ -82,16 +86,18 @@ struct FaultFile {
     events: Vec<toml::Spanned<EventT>>,
 }
 
-/// One event at a time, with its selectors unresolved.
+/// One event at a time, with its selectors parsed and not yet resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
     /// Seconds from the start of the run.
     pub at: f64,
     pub action: Action,
-    pub a: Option<String>,
-    pub b: Option<String>,
+    /// A partition's sides.
+    pub a: Option<Selector>,
+    pub b: Option<Selector>,
     pub oneway: bool,
-    pub node: Option<String>,
+    /// What a kill, restart, pause or resume acts on.
+    pub node: Option<Selector>,
     pub link: Option<String>,
     pub impair: Option<crate::net::impair::Impairment>,
 }
@@ -164,35 +170,6 @@ fn time_of(s: &str, p: Params, what: &str) -> Result<f64, String> {
     Ok(t)
 }
 
-const NODE_SELECTORS: &str =
-    "leader, follower, node:I, followers:N, followers:kill-n, killed, paused";
-
-fn check_selector(s: &str, hosts_too: bool) -> Result<(), String> {
-    let ok = matches!(
-        s,
-        "leader" | "follower" | "killed" | "paused" | "followers:kill-n"
-    ) || (hosts_too && s == "others")
-        || s.strip_prefix("node:")
-            .is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))
-        || s.strip_prefix("followers:")
-            .is_some_and(|i| i.parse::<usize>().is_ok())
-        || (hosts_too
-            && (s
-                .strip_prefix("dc:")
-                .is_some_and(|i| i.parse::<u32>().is_ok())
-                || s.strip_prefix("client:")
-                    .is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i >= 1))));
-    if ok {
-        Ok(())
-    } else if hosts_too {
-        Err(format!(
-            "selector '{s}': use {NODE_SELECTORS}, dc:I, client:I or others"
-        ))
-    } else {
-        Err(format!("selector '{s}': use {NODE_SELECTORS}"))
-    }
-}
-
 fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultError> {
     let line_of = |off: usize| crate::line_at(src, off);
     let f: FaultFile = toml::from_str(src).map_err(|e| {
@@ -213,14 +190,15 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
         };
         let e = e.get_ref();
         let at = time_of(&e.at, p, "at").map_err(bad)?;
-        let need =
-            |v: &Option<String>, what: &str, hosts: bool| -> Result<Option<String>, FaultError> {
-                let s = v
-                    .clone()
-                    .ok_or_else(|| bad(format!("{:?} needs `{what}`", e.action).to_lowercase()))?;
-                check_selector(&s, hosts).map_err(bad)?;
-                Ok(Some(s))
-            };
+        let need = |v: &Option<String>,
+                    what: &str,
+                    scope: Scope|
+         -> Result<Option<Selector>, FaultError> {
+            let s = v
+                .as_deref()
+                .ok_or_else(|| bad(format!("{:?} needs `{what}`", e.action).to_lowercase()))?;
+            Selector::parse(s, scope).map(Some).map_err(bad)
+        };
         let mut ev = Event {
             at,
             action: e.action.clone(),
@@ -233,12 +211,12 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
         };
         match e.action {
             Action::Partition => {
-                ev.a = need(&e.a, "a", true)?;
-                ev.b = need(&e.b, "b", true)?;
+                ev.a = need(&e.a, "a", Scope::Hosts)?;
+                ev.b = need(&e.b, "b", Scope::Hosts)?;
             }
             Action::Heal => {}
             Action::Kill | Action::Restart | Action::Pause | Action::Resume => {
-                ev.node = need(&e.node, "node", false)?
+                ev.node = need(&e.node, "node", Scope::Nodes)?
             }
             Action::Impair => {
                 ev.link = Some(
@@ -322,14 +300,7 @@ impl Fault {
         self.events
             .iter()
             .filter(|e| e.action == Action::Kill)
-            .map(|e| match e.node.as_deref() {
-                Some("followers:kill-n") => kill_n,
-                Some(s) => s
-                    .strip_prefix("followers:")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1),
-                None => 0,
-            })
+            .map(|e| e.node.as_ref().map_or(0, |s| s.kills(kill_n)))
             .sum()
     }
 
@@ -363,7 +334,7 @@ mod tests {
             (f.events[0].at, f.events[0].action.clone()),
             (10.0, Action::Partition)
         );
-        assert_eq!(f.events[0].a.as_deref(), Some("leader"));
+        assert_eq!(f.events[0].a, Some(Selector::Leader));
         assert_eq!(
             (f.events[1].at, f.events[1].action.clone()),
             (20.0, Action::Heal)
@@ -388,7 +359,7 @@ mod tests {
         let f = builtin("intermittent-full", Params { mtbf: 3.0, ..P }).unwrap();
         assert_eq!(f.events.last().unwrap().action, Action::Heal);
         assert!(f.events.last().unwrap().at <= 20.0);
-        assert_eq!(f.events[0].b.as_deref(), Some("others"));
+        assert_eq!(f.events[0].b, Some(Selector::Others));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Fault events during a run: who an event concerns (its selectors, resolved against the
 //! cluster just before the event) and carrying it out on the network or the cluster.
 
-use crate::fault::{Action, Event};
+use crate::fault::{Action, Count, Event, Selector};
 use crate::net::Network;
 use crate::system::Cluster;
 use crate::topology::Topology;
@@ -23,10 +23,9 @@ impl Targets {
 }
 
 pub fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targets, String> {
-    let needs_leader = [&ev.a, &ev.b, &ev.node].iter().any(|s| {
-        s.as_deref()
-            .is_some_and(|s| s == "leader" || s.starts_with("follower"))
-    });
+    let needs_leader = [&ev.a, &ev.b, &ev.node]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|s| s.needs_leader()));
     let leader = if needs_leader {
         Some(
             c.leader()
@@ -46,56 +45,56 @@ pub fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<T
         .filter(|n| Some(**n) != leader.as_deref())
         .map(|s| s.to_string())
         .collect();
-    let one = |sel: &str, other: &[String]| -> Result<Vec<String>, String> {
+    let one = |sel: &Selector, other: &[String]| -> Result<Vec<String>, String> {
         Ok(match sel {
-            "leader" => vec![leader.clone().unwrap_or_default()],
-            "follower" => vec![followers.first().cloned().ok_or("no follower is running")?],
-            "killed" => c
+            Selector::Leader => vec![leader.clone().unwrap_or_default()],
+            Selector::Follower => {
+                vec![followers.first().cloned().ok_or("no follower is running")?]
+            }
+            Selector::Followers(n) => {
+                let n = match n {
+                    Count::KillN => kill_n,
+                    Count::N(n) => *n,
+                };
+                followers.iter().take(n).cloned().collect()
+            }
+            Selector::Killed => c
                 .nodes
                 .iter()
                 .filter(|n| !n.is_running())
                 .map(|n| n.name.clone())
                 .collect(),
-            "paused" => c
+            Selector::Paused => c
                 .nodes
                 .iter()
                 .filter(|n| n.is_paused())
                 .map(|n| n.name.clone())
                 .collect(),
-            "others" => t
+            Selector::Others => t
                 .hosts
                 .iter()
                 .map(|h| h.name.clone())
                 .filter(|h| !other.contains(h))
                 .collect(),
-            s if s.starts_with("followers:") => {
-                let n = match &s["followers:".len()..] {
-                    "kill-n" => kill_n,
-                    k => k.parse().unwrap_or(0),
-                };
-                followers.iter().take(n).cloned().collect()
-            }
-            s if s.starts_with("node:") => vec![t
+            Selector::Node(i) => vec![t
                 .nodes()
-                .nth(s[5..].parse::<usize>().unwrap_or(1) - 1)
-                .ok_or(format!("{s}: no such node"))?
+                .nth(i - 1)
+                .ok_or(format!("{sel}: no such node"))?
                 .name
                 .clone()],
-            s if s.starts_with("client:") => vec![t
+            Selector::Client(i) => vec![t
                 .clients()
-                .nth(s[7..].parse::<usize>().unwrap_or(1) - 1)
-                .ok_or(format!("{s}: no such client"))?
+                .nth(i - 1)
+                .ok_or(format!("{sel}: no such client"))?
                 .name
                 .clone()],
-            s if s.starts_with("dc:") => {
-                let dc: u32 = s[3..].parse().unwrap_or(0);
-                t.hosts
-                    .iter()
-                    .filter(|h| h.dc == Some(dc))
-                    .map(|h| h.name.clone())
-                    .collect()
-            }
-            s => return Err(format!("selector {s}")),
+            Selector::Dc(dc) => t
+                .hosts
+                .iter()
+                .filter(|h| h.dc == Some(*dc))
+                .map(|h| h.name.clone())
+                .collect(),
+            Selector::Host(h) => vec![h.clone()],
         })
     };
     let a = match (&ev.a, &ev.node, &ev.link) {

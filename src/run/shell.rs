@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::faults::{apply, resolve};
 use super::{RunError, RunSpec};
-use crate::fault::{Action, Event};
+use crate::fault::{Action, Event, Scope, Selector};
 use crate::net::Network;
 use crate::system::{Cluster, ClusterOptions};
 
@@ -49,23 +49,36 @@ pub fn debug_shell(
         out,
         "type `help` for the commands; `exit` (or end of input) tears everything down"
     );
-    let event = |action: Action, a: Option<&str>, b: Option<&str>, oneway: bool| Event {
-        at: 0.0,
-        action: action.clone(),
-        a: if matches!(action, Action::Partition) {
-            a.map(String::from)
-        } else {
-            None
-        },
-        b: b.map(String::from),
-        oneway,
-        node: if matches!(action, Action::Partition) {
-            None
-        } else {
-            a.map(String::from)
-        },
-        link: None,
-        impair: None,
+    // A command's event: its selectors read as a fault file's are, or a host's name (a node's,
+    // for kill, restart, pause and resume).
+    let topology = &spec.topology;
+    let sel = |s: &str, scope: Scope| {
+        Selector::parse_or_host(s, scope, |h| match scope {
+            Scope::Hosts => topology.host(h).is_some(),
+            Scope::Nodes => topology.nodes().any(|n| n.name == h),
+        })
+    };
+    let event = |action: Action, a: &str, b: Option<&str>, oneway: bool| -> Result<Event, String> {
+        let partition = matches!(action, Action::Partition);
+        let a = sel(
+            a,
+            if partition {
+                Scope::Hosts
+            } else {
+                Scope::Nodes
+            },
+        )?;
+        let b = b.map(|b| sel(b, Scope::Hosts)).transpose()?;
+        Ok(Event {
+            at: 0.0,
+            action,
+            a: partition.then(|| a.clone()),
+            b,
+            oneway,
+            node: (!partition).then_some(a),
+            link: None,
+            impair: None,
+        })
     };
     for line in input.lines() {
         let Ok(line) = line else { break };
@@ -86,8 +99,11 @@ pub fn debug_shell(
                 .collect::<Vec<_>>()
                 .join("\n"),
             [cmd @ ("partition" | "oneway"), a, b] => {
-                let ev = event(Action::Partition, Some(a), Some(b), *cmd == "oneway");
-                match resolve(&ev, &cluster, &spec.topology, spec.kill_n).and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t)) {
+                let done = event(Action::Partition, a, Some(b), *cmd == "oneway").and_then(|ev| {
+                    resolve(&ev, &cluster, &spec.topology, spec.kill_n)
+                        .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
+                });
+                match done {
                     Ok(t) => format!("cut {}", t.describe()),
                     Err(e) => format!("error: {e}"),
                 }
@@ -103,8 +119,11 @@ pub fn debug_shell(
                     "pause" => Action::Pause,
                     _ => Action::Resume,
                 };
-                let ev = event(action, Some(n), None, false);
-                match resolve(&ev, &cluster, &spec.topology, spec.kill_n).and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t)) {
+                let done = event(action, n, None, false).and_then(|ev| {
+                    resolve(&ev, &cluster, &spec.topology, spec.kill_n)
+                        .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
+                });
+                match done {
                     Ok(t) => format!("{cmd}: {}", t.describe()),
                     Err(e) => format!("error: {e}"),
                 }
