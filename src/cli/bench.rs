@@ -1,0 +1,277 @@
+//! `reckon bench`: the benchmarks, each printing its figures.
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+
+use super::Ctx;
+use crate::bench;
+use crate::net::{self, Datapath};
+
+#[derive(Subcommand)]
+pub(super) enum Bench {
+    /// Measure the userspace impairment engine alone (two namespaces joined only through it):
+    /// the error of the delay it adds and its CPU at several packet rates, and the highest rate
+    /// it forwards with under 0.1 % loss.
+    Engine {
+        /// Packet rates to measure, packets/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 10_000, 50_000])]
+        rates: Vec<u64>,
+        /// The delay the engine adds, ms.
+        #[arg(long, default_value_t = 5.0)]
+        delay: f64,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// The run's machinery: operations generated per second, the open loop on one thread
+    /// against a client that answers at once (rate, dispatch lag, CPU per operation), and how
+    /// much longer than its duration a real etcd/wan-3 run takes.
+    Run {
+        /// Offered rates for the dispatch test, operations/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [50_000.0, 100_000.0, 200_000.0])]
+        rates: Vec<f64>,
+        /// Duration of the real etcd/wan-3 run, seconds (0 skips it).
+        #[arg(long, default_value_t = 10.0)]
+        etcd_secs: f64,
+    },
+    /// reckon's load generator against a real etcd on simple-3 (no link latency, one client
+    /// host), beside etcd's own (`etcdctl check perf --load=l`, 60 s) on the same cluster:
+    /// reckon's CPU per operation, goodput, latency, dispatch lag and memory at each offered
+    /// rate, at three times etcdctl's throughput, and in a long run at a high rate.
+    Client {
+        /// Offered rates, operations/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [100.0, 2_000.0, 10_000.0])]
+        rates: Vec<f64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Skip etcdctl's check (60 s): no anchor, no 3x case.
+        #[arg(long)]
+        no_anchor: bool,
+        /// The memory case's rate, operations/s (0 skips it).
+        #[arg(long, default_value_t = 20_000.0)]
+        memory_rate: f64,
+        /// The memory case's duration, seconds.
+        #[arg(long, default_value_t = 60.0)]
+        memory_secs: f64,
+    },
+    /// Time building and tearing down wan-3..33 and simple-33.
+    Net {
+        /// Repetitions per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[arg(long, value_enum, default_value_t = Datapath::Auto)]
+        datapath: Datapath,
+    },
+}
+
+pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
+    match cmd {
+        Bench::Engine { rates, delay, secs } => {
+            let bin = crate::SelfCommand::current();
+            out!("userspace engine alone, {delay} ms added on one direction, 32-byte UDP, kernel-to-kernel timestamps");
+            out!(
+                "{:>9} {:>9} {:>10} {:>12} {:>12} {:>10}",
+                "pps",
+                "offered",
+                "delivered",
+                "err p50 ms",
+                "err p99 ms",
+                "CPU %"
+            );
+            let (_, best, best_cpu) = bench::engine::engine(&bin, &rates, delay, secs, |r| {
+                out!(
+                    "{:>9} {:>9} {:>10} {:>12.3} {:>12.3} {:>10.1}",
+                    r.rate,
+                    r.offered,
+                    r.delivered,
+                    r.err_p50_us / 1e3,
+                    r.err_p99_us / 1e3,
+                    r.cpu_pct
+                );
+            })?;
+            out!("highest rate forwarded with < 0.1% loss (1 ms delay, steps of 50k-100k): {best} pps, engine CPU {best_cpu:.0}% of a core");
+            out!("error: |one-way delay - {delay} ms - the same stream's median one-way delay with no delay added|");
+        }
+        Bench::Run { rates, etcd_secs } => {
+            let prefix = if ctx.prefix == net::DEFAULT_PREFIX {
+                "rkbr"
+            } else {
+                ctx.prefix.as_str()
+            };
+            let b =
+                bench::run::run_machinery(&rates, (etcd_secs > 0.0).then_some(etcd_secs), prefix)?;
+            out!(
+                "schedule generation: {:.2} M operations/s (uniform keys, 3 clients)",
+                b.generated_per_s / 1e6
+            );
+            out!("open-loop dispatch on one thread against a client that answers at once:");
+            out!(
+                "{:>12} {:>14} {:>12} {:>12} {:>12} {:>14}",
+                "offered/s",
+                "dispatched/s",
+                "lag p50 ms",
+                "lag p99 ms",
+                "lag max ms",
+                "CPU µs/op"
+            );
+            for d in &b.dispatch {
+                out!(
+                    "{:>12.0} {:>14.0} {:>12.3} {:>12.3} {:>12.3} {:>14.2}",
+                    d.offered,
+                    d.dispatched_per_s,
+                    d.lag_p50_ms,
+                    d.lag_p99_ms,
+                    d.lag_max_ms,
+                    d.cpu_us_per_op
+                );
+            }
+            if let Some((secs, wall)) = b.overhead {
+                out!("a {secs} s etcd/wan-3 run took {:.1} s in all: {:.1} s beyond its duration (build, cluster, prerequisites, summary, teardown)", wall.as_secs_f64(), wall.as_secs_f64() - secs);
+            }
+        }
+        Bench::Client {
+            rates,
+            secs,
+            no_anchor,
+            memory_rate,
+            memory_secs,
+        } => {
+            if !(2.0..=3600.0).contains(&secs) {
+                bail!("--secs {secs}: give seconds, 2 to 3600");
+            }
+            let prefix = if ctx.prefix == net::DEFAULT_PREFIX {
+                "rkbc"
+            } else {
+                ctx.prefix.as_str()
+            };
+            let o = bench::client::ClientBenchOptions {
+                prefix: prefix.into(),
+                rates,
+                secs,
+                anchor: !no_anchor,
+                memory: (memory_rate > 0.0).then_some((memory_rate, memory_secs)),
+            };
+            out!("reckon's load generator against etcd on simple-3: no link latency, one client host, the default (sticky) client, writes");
+            if o.anchor {
+                out!("anchor: etcdctl check perf --load=l in the client host, 60 s…");
+            }
+            let header = || {
+                out!(
+                    "{:>10} {:>6} {:>10} {:>9} {:>9} {:>11} {:>10} {:>8} {:>8}  {}",
+                    "offered/s",
+                    "secs",
+                    "goodput/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "lag p99 ms",
+                    "CPU µs/op",
+                    "RSS MB",
+                    "peak MB",
+                    "errors"
+                )
+            };
+            let mut printed = false;
+            let (anchor, cases) = bench::client::client(
+                &o,
+                |a| {
+                    out!(
+                        "etcdctl check perf --load=l: {:.0} writes/s, {:.1} µs of CPU per write (its process, user+sys)",
+                        a.writes_per_s,
+                        a.cpu_us_per_write
+                    );
+                },
+                |c| {
+                    if !printed {
+                        header();
+                        printed = true;
+                    }
+                    let s = &c.summary;
+                    let i = s.instrument.clone().unwrap_or_default();
+                    let kinds: Vec<String> = s
+                        .errors_by_kind
+                        .iter()
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect();
+                    out!(
+                        "{:>10.0} {:>6.0} {:>10.0} {:>9.2} {:>9.2} {:>11.3} {:>10.1} {:>8.1} {:>8.1}  {}",
+                        c.offered,
+                        c.secs,
+                        c.goodput(),
+                        s.latency_ms.p50,
+                        s.latency_ms.p99,
+                        s.dispatch_lag_ms.p99,
+                        i.cpu_us_per_op,
+                        i.rss_mb,
+                        i.rss_peak_mb,
+                        if kinds.is_empty() { "0".to_string() } else { kinds.join(", ") }
+                    );
+                },
+            )?;
+            if let Some(a) = &anchor {
+                if let Some(c) = cases
+                    .iter()
+                    .find(|c| (c.offered - 3.0 * a.writes_per_s).abs() < 1.0)
+                {
+                    out!(
+                        "goodput at 3x etcdctl's throughput ({:.0}/s offered): {:.0}/s = {:.2}x etcdctl's {:.0}/s",
+                        c.offered,
+                        c.goodput(),
+                        c.goodput() / a.writes_per_s,
+                        a.writes_per_s
+                    );
+                }
+                if let Some(c) = cases.iter().find(|c| c.offered == 2000.0) {
+                    let i = c.summary.instrument.clone().unwrap_or_default();
+                    out!(
+                        "CPU per operation at 2000/s: reckon {:.1} µs, etcdctl {:.1} µs ({:.2}x)",
+                        i.cpu_us_per_op,
+                        a.cpu_us_per_write,
+                        i.cpu_us_per_op / a.cpu_us_per_write.max(1e-9)
+                    );
+                }
+            }
+            out!("CPU µs/op: reckon's process (user+sys) over the middle 80 % of each case, per operation offered; RSS at its end and the process's peak so far");
+        }
+        Bench::Net { repeat, datapath } => {
+            out!(
+                "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
+                "case",
+                "hosts",
+                "up ms",
+                "down ms",
+                "total ms",
+                "mininet ms",
+                "speedup",
+                "check ms"
+            );
+            bench::net(&ctx.opts(datapath, false), repeat, |b| {
+                let total = b.up + b.down;
+                let (mn, speed) = match b.mininet {
+                    Some(m) => (
+                        format!("{:.0}", m.as_secs_f64() * 1e3),
+                        format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64()),
+                    ),
+                    None => ("-".into(), "-".into()),
+                };
+                out!(
+                    "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1}",
+                    b.case,
+                    b.hosts,
+                    b.up.as_secs_f64() * 1e3,
+                    b.down.as_secs_f64() * 1e3,
+                    total.as_secs_f64() * 1e3,
+                    mn,
+                    speed,
+                    b.check.as_secs_f64() * 1e3
+                );
+            })?;
+            out!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
+            let rcu = std::fs::read_to_string("/sys/kernel/rcu_expedited")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            out!("kernel: rcu_expedited={rcu} (teardown is mostly ovs-vswitchd waiting one RCU grace period per port it removes; see `reckon doctor`)");
+        }
+    }
+    Ok(0)
+}

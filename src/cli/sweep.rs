@@ -1,0 +1,95 @@
+//! `reckon sweep`: run a plan (a grid of runs), or merge the results of its shards.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::Ctx;
+use crate::net;
+
+#[derive(Args)]
+pub(super) struct SweepArgs {
+    #[command(subcommand)]
+    merge: Option<SweepCmd>,
+    /// The plan (TOML: repeats, shuffle, [fixed] and [grid] of run parameters; see
+    /// scripts/lossy-etcd.toml).
+    plan: Option<PathBuf>,
+    /// The sweep's folder (default: results/sweep-<plan name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only the i-th of n disjoint slices (for a Slurm job array or a Kubernetes Indexed Job).
+    #[arg(long, value_name = "i/n")]
+    shard: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum SweepCmd {
+    /// Join the results.csv of several shards' folders.
+    Merge {
+        /// The shards' folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the joined results.csv goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
+    if let Some(SweepCmd::Merge { dirs, out }) = a.merge {
+        let (path, n) = crate::sweep::merge(&dirs, &out).map_err(anyhow::Error::msg)?;
+        out!("merged {n} runs into {}", path.display());
+        return Ok(0);
+    }
+    let plan_path = a
+        .plan
+        .ok_or_else(|| anyhow::anyhow!("give a sweep plan (TOML), or `reckon sweep merge`"))?;
+    let plan = crate::sweep::load(&plan_path).map_err(anyhow::Error::msg)?;
+    let shard = a
+        .shard
+        .as_deref()
+        .map(crate::sweep::parse_shard)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    net::require_root()?;
+    let name = plan_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sweep".into());
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("results/sweep-{name}")));
+    let bin = crate::SelfCommand::current();
+    out!(
+        "sweep {}: {} runs{} into {}",
+        plan_path.display(),
+        plan.points.len(),
+        shard
+            .map(|(i, n)| format!(", shard {i}/{n}"))
+            .unwrap_or_default(),
+        out.display()
+    );
+    let done = crate::sweep::run(&plan, &out, shard, &bin, &ctx.prefix, |k, n, p, status| {
+        let params: Vec<String> = plan
+            .columns
+            .iter()
+            .take(4)
+            .map(|c| format!("{c}={}", p.params.get(c).cloned().unwrap_or_default()))
+            .collect();
+        out!("[{k}/{n}] {} {}: {status}", p.id, params.join(" "));
+    })
+    .map_err(anyhow::Error::msg)?;
+    let failed = done
+        .iter()
+        .filter(|d| d.status.starts_with("failed"))
+        .count();
+    out!(
+        "{} runs: {} done before, {} run now, {failed} failed; results in {}",
+        done.len(),
+        done.iter().filter(|d| d.status == "done before").count(),
+        done.iter().filter(|d| d.status == "ok").count(),
+        out.join("results.csv").display()
+    );
+    Ok(0)
+}
