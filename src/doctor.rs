@@ -1,7 +1,5 @@
 //! `reckon doctor`: is this machine ready to run experiments, and if not, how to fix it.
 
-use std::process::Command;
-
 use crate::net::{self, ovs};
 
 /// One finding.
@@ -126,23 +124,7 @@ pub fn diagnose(cfg: &ovs::OvsConfig) -> Vec<Finding> {
         let needed = name == "etcd";
         match def.missing() {
             None => {
-                let version = Command::new(&def.binary)
-                    .arg(if def.adapter == "etcd" {
-                        "--version"
-                    } else {
-                        "-version"
-                    })
-                    .output()
-                    .ok()
-                    .map(|o| {
-                        let text = format!(
-                            "{}{}",
-                            String::from_utf8_lossy(&o.stdout),
-                            String::from_utf8_lossy(&o.stderr)
-                        );
-                        text.lines().next().unwrap_or("").to_string()
-                    })
-                    .unwrap_or_default();
+                let version = def.version();
                 out.push(finding(
                     name,
                     true,

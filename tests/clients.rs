@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reckon::client::etcd::{EtcdClient, Request, Target};
 use reckon::client::stdio::{Message, Operation, Payload, StdioClient};
-use reckon::client::{host_netns, local_node, runtime};
+use reckon::client::{local_node, runtime};
 use reckon::net::impair::Impairment;
 use reckon::net::{Network, NetworkOptions};
 use reckon::system::{self, Cluster, ClusterOptions};
@@ -37,7 +37,8 @@ fn client(
     local: Option<usize>,
     t: Target,
 ) -> EtcdClient {
-    EtcdClient::new(host_netns(net.manifest(), host).unwrap(), eps, local, t).unwrap()
+    let netns = std::sync::Arc::new(reckon::net::open_host(net.manifest(), host).unwrap());
+    EtcdClient::new(netns, eps, local, t).unwrap()
 }
 
 const PUT: Request<'static> = Request::Put {

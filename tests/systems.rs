@@ -42,34 +42,30 @@ fn from_host(
 ) -> Vec<Result<Option<Vec<u8>>, String>> {
     let fd = reckon::net::open_host(net.manifest(), host).unwrap();
     let eps = c.endpoints();
-    let def = c.def.clone();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            reckon::net::netns::enter(&fd).unwrap();
-            let rt = runtime().unwrap();
-            rt.block_on(async {
-                let kv = def
-                    .adapter()
-                    .client(ClientSpec {
-                        netns: std::sync::Arc::new(fd.try_clone().unwrap()),
-                        endpoints: &eps,
-                        local: None,
-                        target: reckon::client::etcd::Target::Sticky,
-                        options: &def.client,
-                    })
-                    .unwrap();
-                // A member killed on purpose cannot be connected to: not fatal.
-                kv.warm_up(Duration::from_secs(10)).await;
-                let mut out = Vec::new();
-                for op in &ops {
-                    out.push(kv.perform(op, Duration::from_secs(5)).await.result);
-                }
-                out
-            })
+    let def = &c.def;
+    reckon::net::netns::in_netns(&fd, || {
+        let rt = runtime().unwrap();
+        rt.block_on(async {
+            let kv = def
+                .adapter()
+                .client(ClientSpec {
+                    netns: std::sync::Arc::new(fd.try_clone().unwrap()),
+                    endpoints: &eps,
+                    local: None,
+                    target: reckon::client::etcd::Target::Sticky,
+                    options: &def.client,
+                })
+                .unwrap();
+            // A member killed on purpose cannot be connected to: not fatal.
+            kv.warm_up(Duration::from_secs(10)).await;
+            let mut out = Vec::new();
+            for op in &ops {
+                out.push(kv.perform(op, Duration::from_secs(5)).await.result);
+            }
+            out
         })
-        .join()
-        .unwrap()
     })
+    .unwrap()
 }
 
 fn write(k: &str, v: &str) -> Op {

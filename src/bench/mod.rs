@@ -131,7 +131,7 @@ pub(crate) fn etcd_run(
         kill_n: 0,
         allow_no_quorum: false,
         mtbf: 1.0,
-        client_target: crate::client::etcd::Target::Sticky,
+        client_target: crate::client::Target::Sticky,
         op_timeout: Duration::from_secs(1),
         max_in_flight: crate::run::DEFAULT_MAX_IN_FLIGHT,
         result_dir: dir,

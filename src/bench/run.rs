@@ -113,7 +113,7 @@ pub fn run_machinery(
                     };
                     let stop = AtomicBool::new(false);
                     drive::open_loop(
-                        vec![slot],
+                        slot,
                         w.schedule(1),
                         &o,
                         &stop,

@@ -80,8 +80,8 @@ pub(super) struct RunArgs {
     /// How the built-in client picks endpoints (what real client it models): sticky (stay on
     /// the endpoint that answered, starting in the client's own data centre; `local` is the
     /// same), leader, or all (clientv3's round-robin, as reckon's Go client).
-    #[arg(long, value_enum, default_value_t = crate::client::etcd::Target::Sticky)]
-    client_target: crate::client::etcd::Target,
+    #[arg(long, value_enum, default_value_t = crate::client::Target::Sticky)]
+    client_target: crate::client::Target,
     /// Per-operation timeout, seconds: it covers the whole operation, every endpoint tried.
     #[arg(long, default_value_t = 1.0)]
     op_timeout: f64,

@@ -47,7 +47,8 @@ pub const UNAVAILABLE: u32 = 14;
 #[derive(Clone)]
 pub struct Conn {
     send: h2::client::SendRequest<Bytes>,
-    authority: Arc<str>,
+    /// Parsed once: each request's URI is built from it without parsing.
+    authority: http::uri::Authority,
 }
 
 /// Open a connection to `addr` from inside the network namespace `netns` (a host's), within
@@ -87,7 +88,8 @@ pub async fn connect(
         });
         Ok(Conn {
             send,
-            authority: addr.to_string().into(),
+            authority: http::uri::Authority::try_from(addr.to_string())
+                .map_err(|e| unsent(format!("{addr}: {e}")))?,
         })
     };
     match tokio::time::timeout(timeout, open).await {
@@ -192,12 +194,11 @@ impl Conn {
         timeout: Duration,
         require_leader: bool,
     ) -> Result<Bytes, CallError> {
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(&*self.authority)
-            .path_and_query(method)
-            .build()
-            .map_err(|e| unsent(e.to_string()))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(method));
+        let uri = Uri::from_parts(parts).map_err(|e| unsent(e.to_string()))?;
         let mut req = Request::post(uri)
             .body(())
             .map_err(|e| unsent(e.to_string()))?;

@@ -9,12 +9,28 @@ pub mod stdio;
 pub mod zookeeper;
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::workload::Op;
+
+/// Which endpoints a built-in client sends to: the real client it models (see the README's
+/// "Clients"; each client says which it follows — ZooKeeper's session client has its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Stay on the endpoint that last answered (first: the client's own data centre's node);
+    /// on a failure move to the next, and leave the failed one alone for a cool-down.
+    #[value(alias = "local")]
+    #[serde(alias = "local")]
+    Sticky,
+    /// The current leader, looked up again (once, shared) after a failure.
+    Leader,
+    /// Round-robin over every endpoint whose connection is up, one attempt (etcd clientv3).
+    All,
+}
 
 /// How one operation went.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,13 +67,4 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-}
-
-/// The network namespace of `host` in the network described by `m`, opened (to create the
-/// sockets of a client of that host in it).
-pub fn host_netns(
-    m: &crate::net::registry::Manifest,
-    host: &str,
-) -> Result<Arc<OwnedFd>, crate::net::NetError> {
-    crate::net::open_host(m, host).map(Arc::new)
 }

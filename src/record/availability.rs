@@ -79,57 +79,53 @@ impl Windows {
     pub fn add(&mut self, t: f64, failed: bool, g: f64) {
         let ws = &mut self.0;
         let key = (t * 1e6).round() as i64;
-        let bump = |w: &mut Window| {
-            if failed {
-                w.failed += 1
-            } else {
-                w.delayed += 1
-            }
+        // The window that starts at or before t and reaches near it grows to t; else the one
+        // that starts a little after t grows back to it; else t starts a window of its own.
+        let before = ws
+            .range(..=key)
+            .next_back()
+            .filter(|(_, w)| t <= w.end + g)
+            .map(|(&k, _)| k);
+        let after = ws
+            .range(key..)
+            .next()
+            .filter(|(_, w)| w.start - t <= g)
+            .map(|(&k, _)| k);
+        let (k, mut w) = match (before, after) {
+            (Some(k), _) => (k, ws.remove(&k).expect("found")),
+            (None, Some(k)) => (key, ws.remove(&k).expect("found")),
+            (None, None) if ws.len() < MAX_WINDOWS => (
+                key,
+                Window {
+                    start: t,
+                    end: t,
+                    failed: 0,
+                    delayed: 0,
+                    clients: Vec::new(),
+                },
+            ),
+            (None, None) => return,
         };
-        // The window that starts at or before t and reaches near it.
-        if let Some((&k, w)) = ws.range_mut(..=key).next_back() {
-            if t <= w.end + g {
-                w.end = w.end.max(t);
-                bump(w);
-                let end = w.end;
-                // It may now reach the next window: join them.
-                if let Some((&k2, w2)) = ws.range((k + 1)..).next() {
-                    if w2.start <= end + g {
-                        let w2 = w2.clone();
-                        ws.remove(&k2);
-                        if let Some(w) = ws.get_mut(&k) {
-                            w.end = w.end.max(w2.end);
-                            w.failed += w2.failed;
-                            w.delayed += w2.delayed;
-                        }
-                    }
-                }
-                return;
-            }
+        w.start = w.start.min(t);
+        w.end = w.end.max(t);
+        if failed {
+            w.failed += 1
+        } else {
+            w.delayed += 1
         }
-        // A window that starts a little after t: extend it back.
-        if let Some((&k2, _)) = ws.range(key..).next() {
-            if let Some(mut w) = ws.remove(&k2) {
-                if w.start - t <= g {
-                    w.start = t;
-                    bump(&mut w);
-                    ws.insert(key, w);
-                    return;
-                }
-                ws.insert(k2, w);
-            }
+        // Grown, it may reach the next window: join them.
+        if let Some(k2) = ws
+            .range((k + 1)..)
+            .next()
+            .filter(|(_, w2)| w2.start <= w.end + g)
+            .map(|(&k2, _)| k2)
+        {
+            let w2 = ws.remove(&k2).expect("found");
+            w.end = w.end.max(w2.end);
+            w.failed += w2.failed;
+            w.delayed += w2.delayed;
         }
-        if ws.len() < MAX_WINDOWS {
-            let mut w = Window {
-                start: t,
-                end: t,
-                failed: 0,
-                delayed: 0,
-                clients: Vec::new(),
-            };
-            bump(&mut w);
-            ws.insert(key, w);
-        }
+        ws.insert(k, w);
     }
 
     /// The windows, in time order.

@@ -264,8 +264,9 @@ pub fn phases(duration: f64, span: Option<(f64, f64)>) -> Vec<(String, f64, f64)
 }
 
 /// Summarise a list of operations (a run read back, a test): the same figures as a run's.
+/// With `dir`, the files a run writes (summary.json, timeseries.csv, histograms) go there.
 pub fn summarise(
-    dir: &Path,
+    dir: Option<&Path>,
     cfg: TallyConfig,
     covered: f64,
     interrupted: bool,
@@ -280,7 +281,9 @@ pub fn summarise(
         t.add(o);
     }
     let (s, plot) = t.finish(dir, covered, interrupted)?;
-    write_summary(dir, &s)?;
+    if let Some(dir) = dir {
+        write_summary(dir, &s)?;
+    }
     Ok((s, plot))
 }
 
@@ -420,7 +423,7 @@ mod tests {
             span: Some((3.0, 6.0)),
             op_timeout: 1.0,
         };
-        let (s, _) = summarise(&dir, cfg, 9.0, false, ops, &faults).unwrap();
+        let (s, _) = summarise(Some(&dir), cfg, 9.0, false, ops, &faults).unwrap();
         assert_eq!(s.ops, 90);
         assert_eq!(s.errors, 15);
         assert_eq!(s.errors_by_kind.get("timed out"), Some(&15));

@@ -49,6 +49,8 @@ pub struct PlotData {
     /// Per phase: its name, operations, and (latency ms, cumulative fraction) points.
     pub cdf: Vec<Cdf>,
     pub windows: Vec<Window>,
+    /// The fault's span as applied (first and last events), shaded.
+    pub span: Option<(f64, f64)>,
 }
 
 /// What the tally needs to know about the run up front.
@@ -79,6 +81,18 @@ struct ClientTally {
     windows: Windows,
 }
 
+impl ClientTally {
+    fn new(gaps: Gaps) -> ClientTally {
+        ClientTally {
+            ops: 0,
+            ok: 0,
+            latency: coarse(),
+            gaps,
+            windows: Windows::default(),
+        }
+    }
+}
+
 /// A 100 ms row of timeseries.csv.
 #[derive(Clone, Copy, Default)]
 struct Row {
@@ -105,6 +119,10 @@ pub struct Tally {
     clients: Vec<ClientTally>,
     client_index: HashMap<String, usize>,
     gaps: Gaps,
+    /// The seconds the success bitmaps cover.
+    gap_span: f64,
+    /// Indices (in `cfg.events`) of the events that bound the fault's span.
+    span_events: Option<(Option<usize>, Option<usize>)>,
     /// Applied times of the events so far.
     applied: Vec<f64>,
     /// What each applied event did.
@@ -142,14 +160,10 @@ impl Tally {
         let clients = cfg
             .clients
             .iter()
-            .map(|_| ClientTally {
-                ops: 0,
-                ok: 0,
-                latency: coarse(),
-                gaps: Gaps::new(span, res),
-                windows: Windows::default(),
-            })
+            .map(|_| ClientTally::new(Gaps::new(span, res)))
             .collect();
+        let event_at = |t: f64| cfg.events.iter().position(|e| (e - t).abs() < 1e-9);
+        let span_events = cfg.span.map(|(a, b)| (event_at(a), event_at(b)));
         let client_index = cfg
             .clients
             .iter()
@@ -160,6 +174,8 @@ impl Tally {
         Tally {
             slice: (cfg.duration / PLOT_SLICES).max(TICK),
             gaps: Gaps::new(span, res),
+            gap_span: span,
+            span_events,
             clients,
             client_index,
             ops: 0,
@@ -218,15 +234,10 @@ impl Tally {
     /// When the span's bounds were applied (scheduled while not yet known).
     fn span(&self) -> Option<(f64, f64)> {
         let (a, b) = self.cfg.span?;
-        let applied = |t: f64| {
-            self.cfg
-                .events
-                .iter()
-                .position(|e| (e - t).abs() < 1e-9)
-                .and_then(|k| self.applied.get(k).copied())
-                .unwrap_or(t)
-        };
-        Some((applied(a), applied(b)))
+        let (ka, kb) = self.span_events?;
+        let applied =
+            |k: Option<usize>, t: f64| k.and_then(|k| self.applied.get(k)).copied().unwrap_or(t);
+        Some((applied(ka, a), applied(kb, b)))
     }
 
     fn slot(&self, t: f64) -> usize {
@@ -256,16 +267,9 @@ impl Tally {
             Some(&c) => Some(c),
             None if self.clients.len() < 10_000 => {
                 // A client not named up front (a history read back): add it.
-                let span = self.cfg.duration + self.cfg.op_timeout + 10.0;
-                let res = self.gaps.res;
                 self.cfg.clients.push(r.client.clone());
-                self.clients.push(ClientTally {
-                    ops: 0,
-                    ok: 0,
-                    latency: coarse(),
-                    gaps: Gaps::new(span, res),
-                    windows: Windows::default(),
-                });
+                self.clients
+                    .push(ClientTally::new(Gaps::new(self.gap_span, self.gaps.res)));
                 self.client_index
                     .insert(r.client.clone(), self.clients.len() - 1);
                 Some(self.clients.len() - 1)
@@ -302,12 +306,14 @@ impl Tally {
                     *e = Some(r.done);
                 }
             }
-        } else if self.errors_by_kind.len() < MAX_ERROR_KINDS
-            || self.errors_by_kind.contains_key(&error_kind(&r.error))
-        {
-            *self.errors_by_kind.entry(error_kind(&r.error)).or_insert(0) += 1;
         } else {
-            *self.errors_by_kind.entry("other".into()).or_insert(0) += 1;
+            let mut kind = error_kind(&r.error);
+            if self.errors_by_kind.len() >= MAX_ERROR_KINDS
+                && !self.errors_by_kind.contains_key(&kind)
+            {
+                kind = "other".into();
+            }
+            *self.errors_by_kind.entry(kind).or_insert(0) += 1;
         }
         if let Some(c) = c {
             if !r.ok || delayed {
@@ -395,17 +401,12 @@ impl Tally {
         }
     }
 
-    /// Operations counted so far (not those waiting for a fault event).
-    pub fn ops(&self) -> u64 {
-        self.ops
-    }
-
-    /// Finish: the summary (also written as summary.json), timeseries.csv, the histograms, and
-    /// what the plots need. `covered` is the part of the run that ran (all of it unless
-    /// interrupted).
+    /// Finish: the summary and what the plots need; with `dir`, timeseries.csv and the
+    /// histograms are written there (summary.json is the caller's, who may add to it).
+    /// `covered` is the part of the run that ran (all of it unless interrupted).
     pub fn finish(
         mut self,
-        dir: &Path,
+        dir: Option<&Path>,
         covered: f64,
         interrupted: bool,
     ) -> std::io::Result<(Summary, PlotData)> {
@@ -430,7 +431,9 @@ impl Tally {
             for kind in ["read", "write"] {
                 if let Some(hk) = self.phase_hist.get(&(slot, kind)) {
                     if !hk.is_empty() {
-                        write_hgrm(&dir.join(format!("latency-{kind}-{name}.hgrm")), hk)?;
+                        if let Some(dir) = dir {
+                            write_hgrm(&dir.join(format!("latency-{kind}-{name}.hgrm")), hk)?;
+                        }
                         let _ = h.add(hk);
                     }
                 }
@@ -523,9 +526,11 @@ impl Tally {
             dispatch_lag_ms: percentiles(&self.lag),
             instrument: None,
         };
-        self.write_timeseries(&dir.join("timeseries.csv"), covered)?;
-        if !self.latency.is_empty() {
-            write_hgrm(&dir.join("latency-all.hgrm"), &self.latency)?;
+        if let Some(dir) = dir {
+            self.write_timeseries(&dir.join("timeseries.csv"), covered)?;
+            if !self.latency.is_empty() {
+                write_hgrm(&dir.join("latency-all.hgrm"), &self.latency)?;
+            }
         }
         let mut samples = Vec::new();
         for (_, (_, v)) in self.sample_ok.iter() {
@@ -543,6 +548,7 @@ impl Tally {
             throughput: self.throughput.clone(),
             cdf,
             windows,
+            span,
         };
         Ok((s, plot))
     }

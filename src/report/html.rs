@@ -58,27 +58,16 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
                 span,
                 op_timeout: config["op_timeout_s"].as_f64().unwrap_or(1.0),
             };
-            let scratch =
-                std::env::temp_dir().join(format!("reckon-report-{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&scratch);
             let ops = reader
                 .deserialize::<record::OpRecord>()
                 .filter_map(Result::ok);
-            let made = record::summarise(&scratch, cfg, s.duration, s.interrupted, ops, &faults);
-            let _ = std::fs::remove_dir_all(&scratch);
-            let (_, data) = made.map_err(|e| format!("{}: {e}", dir.display()))?;
-            let applied = span.map(|_| {
-                (
-                    faults.first().map(|f| f.applied).unwrap_or(0.0),
-                    faults.last().map(|f| f.applied).unwrap_or(0.0),
-                )
-            });
+            let (_, data) = record::summarise(None, cfg, s.duration, s.interrupted, ops, &faults)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             let input = super::PlotInput {
                 title: &title,
                 duration: s.duration,
                 data: &data,
                 faults: &faults,
-                span: applied,
             };
             super::plot_run(dir, &input)?;
         }

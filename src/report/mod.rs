@@ -37,8 +37,6 @@ pub struct PlotInput<'a> {
     pub duration: f64,
     pub data: &'a PlotData,
     pub faults: &'a [FaultRecord],
-    /// The fault's span (first and last events applied), shaded.
-    pub span: Option<(f64, f64)>,
 }
 
 /// Write `latency`, `throughput` and `cdf`, each as PNG and SVG, into `dir`.
@@ -96,7 +94,7 @@ where
         .y_desc("latency from intended start (ms, log)")
         .label_style(("sans-serif", 15))
         .draw()?;
-    if let Some((a, b)) = p.span {
+    if let Some((a, b)) = p.data.span {
         c.draw_series(std::iter::once(Rectangle::new(
             [(a, lo), (b, hi)],
             SPAN.mix(0.3).filled(),
@@ -174,7 +172,7 @@ where
         .y_desc("operations per second (100 ms buckets)")
         .label_style(("sans-serif", 15))
         .draw()?;
-    if let Some((a, b)) = p.span {
+    if let Some((a, b)) = p.data.span {
         c.draw_series(std::iter::once(Rectangle::new(
             [(a, 0.0), (b, top)],
             SPAN.mix(0.3).filled(),

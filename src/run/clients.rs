@@ -1,18 +1,27 @@
-//! Starting a run's clients — the built-in open loop on one thread for every client host, or an
-//! external client process per host — and what precedes and accompanies them: the
-//! prerequisite writes and the progress line.
+//! Starting a run's clients — the built-in open loop on a thread per client host, inside the
+//! host's namespace, or an external client process per host — and what precedes and
+//! accompanies them: the prerequisite writes and the progress line.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::{drive, external, Msg, RunError, RunSpec};
-use crate::client::etcd::Target;
 use crate::client::local_node;
+use crate::client::Target;
 use crate::clock::{self, now_ns};
 use crate::net::Network;
 use crate::system::ClientSpec;
 use crate::workload::{Op, Scheduled, Workload};
+
+/// What a client says when it is ready.
+#[derive(Default)]
+pub struct Ready {
+    /// Endpoints it could not reach (not fatal: a node may be down on purpose).
+    pub warnings: Vec<String>,
+    /// It runs at real-time priority (built-in clients).
+    pub realtime: bool,
+}
 
 /// Clients that are ready: each waits for its `go` (the run's t0, monotonic ns).
 pub struct Started {
@@ -36,18 +45,14 @@ pub fn start(
     let dir = &spec.result_dir;
     let duration = spec.workload.duration;
     let endpoints = endpoints.to_vec();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Ready, String>>();
     let mut go = Vec::new();
     let mut threads: Vec<std::thread::JoinHandle<Result<(), String>>> = Vec::new();
-    let mut warnings = Vec::new();
-    let mut realtime = false;
     match &spec.client_cmd {
         None => {
             // One thread per client host, inside its namespace: whatever sockets a client
             // opens (now or on a reconnect, itself or through a library) belong to that host.
             let adapter = spec.system.adapter();
-            let (warn_tx, warn_rx) = mpsc::channel::<Vec<String>>();
-            let (realtime_tx, realtime_rx) = mpsc::channel::<bool>();
             for (i, h) in clients.iter().enumerate() {
                 let (go_tx, go_rx) = mpsc::channel::<u64>();
                 go.push(go_tx);
@@ -60,7 +65,6 @@ pub fn start(
                 let (workload, n_clients) = (spec.workload.clone(), clients.len());
                 let (tx, stop, counters, ready) =
                     (tx.clone(), stop.clone(), counters.clone(), ready_tx.clone());
-                let (warn_tx, realtime_tx) = (warn_tx.clone(), realtime_tx.clone());
                 threads.push(std::thread::spawn(move || {
                     let fail = |e: String| {
                         let e = format!("{name}: {e}");
@@ -70,7 +74,7 @@ pub fn start(
                     crate::net::netns::enter(&fd)
                         .map_err(|e| fail(format!("enter namespace: {e}")))?;
                     let rt = crate::client::runtime().map_err(|e| fail(e.to_string()))?;
-                    let _ = realtime_tx.send(drive::realtime());
+                    let realtime = drive::realtime();
                     rt.block_on(async {
                         let client = adapter
                             .client(ClientSpec {
@@ -81,10 +85,12 @@ pub fn start(
                                 options: &options,
                             })
                             .map_err(fail)?;
-                        let warns = client.warm_up(Duration::from_secs(5)).await;
-                        let _ = warn_tx
-                            .send(warns.into_iter().map(|w| format!("{name}: {w}")).collect());
-                        let _ = ready.send(Ok(()));
+                        let warnings = client.warm_up(Duration::from_secs(5)).await;
+                        let warnings = warnings.into_iter().map(|w| format!("{name}: {w}"));
+                        let _ = ready.send(Ok(Ready {
+                            warnings: warnings.collect(),
+                            realtime,
+                        }));
                         let Ok(t0) = go_rx.recv() else { return Ok(()) };
                         let o = drive::DriveOptions {
                             op_timeout: timeout,
@@ -96,22 +102,14 @@ pub fn start(
                             endpoints: eps.clone(),
                             client,
                         };
-                        let schedule = workload.schedule(n_clients).filter(move |s| s.client == i);
+                        let schedule = workload.schedule_for(n_clients, i);
                         let sink = move |b: drive::Batch| tx.send(Msg::Ops(b)).is_ok();
-                        drive::open_loop(vec![slot], schedule, &o, &stop, counters, sink)
+                        drive::open_loop(slot, schedule, &o, &stop, counters, sink)
                             .await
                             .map_err(|e| e.to_string())
                     })
                 }));
             }
-            drop((warn_tx, realtime_tx));
-            for _ in clients {
-                match warn_rx.recv_timeout(Duration::from_secs(60)) {
-                    Ok(w) => warnings.extend(w),
-                    Err(_) => break,
-                }
-            }
-            realtime = realtime_rx.iter().take(clients.len()).all(|r| r);
         }
         Some(cmd) => {
             let mut per_client: Vec<Vec<Scheduled>> = vec![Vec::new(); clients.len()];
@@ -159,13 +157,18 @@ pub fn start(
     drop(ready_tx);
     let expected = go.len();
     let mut not_ready = Vec::new();
+    // Built-in clients run at real-time priority only if every one does.
+    let mut realtime = spec.client_cmd.is_none();
     for r in ready_rx.iter().take(expected) {
-        if let Err(e) = r {
-            not_ready.push(e);
+        match r {
+            Ok(ready) => {
+                for w in &ready.warnings {
+                    eprintln!("reckon: warning: {w}");
+                }
+                realtime &= ready.realtime;
+            }
+            Err(e) => not_ready.push(e),
         }
-    }
-    for w in &warnings {
-        eprintln!("reckon: warning: {w}");
     }
     if !not_ready.is_empty() {
         drop(go);
@@ -194,55 +197,50 @@ pub fn prerequisites(
     timeout: Duration,
 ) -> Result<(), RunError> {
     let fd = crate::net::open_host(net.manifest(), host)?;
-    let eps = endpoints.to_vec();
-    // A thread inside the host, as the run's clients.
-    let (count, first) = std::thread::scope(|sc| {
-        sc.spawn(|| -> Result<(u64, Option<String>), String> {
-            crate::net::netns::enter(&fd).map_err(|e| format!("{host}: enter namespace: {e}"))?;
-            let rt = crate::client::runtime().map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let kv = system.adapter().client(ClientSpec {
-                    netns: Arc::new(fd.try_clone().map_err(|e| e.to_string())?),
-                    endpoints: &eps,
-                    local: None,
-                    target: Target::Sticky,
-                    options: &system.client,
-                })?;
-                let mut keys = w.prerequisites();
-                let (mut count, mut first) = (0u64, None);
-                loop {
-                    let chunk: Vec<String> = keys.by_ref().take(64).collect();
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let mut set = tokio::task::JoinSet::new();
-                    for k in chunk {
-                        let kv = kv.clone();
-                        set.spawn(async move {
-                            let op = Op::Write {
-                                key: k.clone(),
-                                value: String::new(),
-                            };
-                            kv.perform(&op, timeout)
-                                .await
-                                .result
-                                .map_err(|e| format!("{k}: {e}"))
-                        });
-                    }
-                    while let Some(r) = set.join_next().await {
-                        if let Ok(Err(e)) = r {
-                            count += 1;
-                            first.get_or_insert(e);
-                        }
+    // On a thread inside the host, as the run's clients.
+    let written = crate::net::netns::in_netns(&fd, || -> Result<(u64, Option<String>), String> {
+        let rt = crate::client::runtime().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let kv = system.adapter().client(ClientSpec {
+                netns: Arc::new(fd.try_clone().map_err(|e| e.to_string())?),
+                endpoints,
+                local: None,
+                target: Target::Sticky,
+                options: &system.client,
+            })?;
+            let mut keys = w.prerequisites();
+            let (mut count, mut first) = (0u64, None);
+            loop {
+                let chunk: Vec<String> = keys.by_ref().take(64).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut set = tokio::task::JoinSet::new();
+                for k in chunk {
+                    let kv = kv.clone();
+                    set.spawn(async move {
+                        let op = Op::Write {
+                            key: k.clone(),
+                            value: String::new(),
+                        };
+                        kv.perform(&op, timeout)
+                            .await
+                            .result
+                            .map_err(|e| format!("{k}: {e}"))
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    if let Ok(Err(e)) = r {
+                        count += 1;
+                        first.get_or_insert(e);
                     }
                 }
-                Ok((count, first))
-            })
+            }
+            Ok((count, first))
         })
-        .join()
-        .unwrap_or_else(|_| Err("the prerequisite writer panicked".into()))
     })
-    .map_err(RunError::Bad)?;
+    .map_err(|e| RunError::Bad(format!("{host}: enter namespace: {e}")))?;
+    let (count, first) = written.map_err(RunError::Bad)?;
     if let Some(first) = first {
         return Err(RunError::Bad(format!(
             "{count} of the prerequisite writes failed, first: {first}"

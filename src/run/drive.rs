@@ -23,7 +23,7 @@
 //! both cases as latency that is reckon's, not the system's. It uses the same CPU either way;
 //! it only gets it when it asks.
 //!
-//! Records go to the recorder (`record::Recorder`, another thread) in batches every
+//! Records go to the recorder (`run::measure`'s thread with `record::Tally`) in batches every
 //! [`BATCH`], so the recorder is woken a few times a second, not once per operation.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -87,11 +87,11 @@ pub fn realtime() -> bool {
     unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0 }
 }
 
-/// Drive `schedule` (every client's operations, in time order) through `clients` until it ends
-/// or `stop` is set; finished operations go to `sink` in batches. Returns when every operation
-/// sent has finished (each within the operation timeout).
+/// Drive `schedule` (the client host's operations, in time order) through its client until
+/// it ends or `stop` is set; finished operations go to `sink` in batches. Returns when every
+/// operation sent has finished (each within the operation timeout).
 pub async fn open_loop(
-    slots: Vec<Slot>,
+    slot: Slot,
     schedule: impl Iterator<Item = Scheduled>,
     o: &DriveOptions,
     stop: &AtomicBool,
@@ -105,16 +105,9 @@ pub async fn open_loop(
         wake: tokio::sync::Notify::new(),
         counters,
     });
-    let names: Vec<Arc<str>> = slots.iter().map(|h| Arc::from(h.name.as_str())).collect();
-    let endpoints: Vec<Arc<Vec<String>>> = slots
-        .iter()
-        .map(|h| Arc::new(h.endpoints.clone()))
-        .collect();
-    let clients: Vec<Arc<dyn KvClient>> = slots.into_iter().map(|s| s.client).collect();
-    let in_flight: Vec<Arc<AtomicUsize>> = clients
-        .iter()
-        .map(|_| Arc::new(AtomicUsize::new(0)))
-        .collect();
+    let name: Arc<str> = Arc::from(slot.name.as_str());
+    let endpoints = Arc::new(slot.endpoints);
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let mut schedule = Lookahead {
         inner: schedule,
@@ -132,22 +125,21 @@ pub async fn open_loop(
                 break;
             }
             let s = schedule.ahead.pop_front().expect("looked at");
-            let c = s.client % clients.len().max(1);
-            if in_flight[c].load(Ordering::Relaxed) >= o.max_in_flight {
+            if in_flight.load(Ordering::Relaxed) >= o.max_in_flight {
                 let t = clock::secs_since(o.t0_ns, now);
                 push(
                     &shared,
-                    record(&s, &names[c], t, t, Err(OVERLOADED.into()), 0, None),
+                    record(&s, &name, t, t, Err(OVERLOADED.into()), 0, None),
                 );
                 continue;
             }
-            in_flight[c].fetch_add(1, Ordering::Relaxed);
+            in_flight.fetch_add(1, Ordering::Relaxed);
             let (client, shared, in_flight, name, eps) = (
-                clients[c].clone(),
+                slot.client.clone(),
                 shared.clone(),
-                in_flight[c].clone(),
-                names[c].clone(),
-                endpoints[c].clone(),
+                in_flight.clone(),
+                name.clone(),
+                endpoints.clone(),
             );
             let (t0, timeout) = (o.t0_ns, o.op_timeout);
             tasks.spawn(async move {
@@ -176,10 +168,10 @@ pub async fn open_loop(
         }
         // Reap finished tasks so the set stays small.
         while tasks.try_join_next().is_some() {}
-        let pending = !shared.done.lock().map(|d| d.is_empty()).unwrap_or(true);
+        let mut pending = !shared.done.lock().map(|d| d.is_empty()).unwrap_or(true);
         if pending && now >= last_batch + batch_ns {
             let batch = std::mem::take(&mut *shared.done.lock().unwrap_or_else(|p| p.into_inner()));
-            last_batch = now;
+            (last_batch, pending) = (now, false);
             if !sink(batch) {
                 break;
             }
@@ -200,7 +192,6 @@ pub async fn open_loop(
             deadline = t;
             k += 1;
         }
-        let pending = !shared.done.lock().map(|d| d.is_empty()).unwrap_or(true);
         if pending {
             deadline = deadline.min(last_batch + batch_ns);
         }

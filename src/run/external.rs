@@ -112,7 +112,7 @@ pub fn client(
     ops: Vec<Scheduled>,
     log: &Path,
     silence: Duration,
-    ready: mpsc::Sender<Result<(), String>>,
+    ready: mpsc::Sender<Result<super::clients::Ready, String>>,
     go: mpsc::Receiver<u64>,
     tx: mpsc::Sender<Msg>,
     counters: &super::drive::Counters,
@@ -145,7 +145,7 @@ pub fn client(
     })();
     let mut c = match setup {
         Ok(c) => {
-            let _ = ready.send(Ok(()));
+            let _ = ready.send(Ok(Default::default()));
             c
         }
         Err(e) => {

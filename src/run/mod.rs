@@ -3,10 +3,11 @@
 //! write the prerequisites, then [`measure`]: drive the open-loop workload from every client
 //! host while the fault timeline plays, recording as it goes; summarise; tear down.
 //!
-//! Division of labour: [`drive`] is the built-in clients' open loop (one thread for every
-//! client host), [`external`] runs clients of reckon's stdio protocol, [`faults`] resolves and
-//! applies fault events, [`shell`] is `-d`'s debug shell; this module wires them to the
-//! recorder (`record::Tally` on a thread of its own, fed in batches).
+//! Division of labour: `clients` starts the clients (the built-in open loop of [`drive`] on a
+//! thread per client host, or [`external`] clients of reckon's stdio protocol) and writes the
+//! prerequisites, [`faults`] resolves and applies fault events, `shell` is `-d`'s debug shell;
+//! this module wires them to the recorder (`record::Tally` on a thread of its own, fed in
+//! batches).
 
 mod clients;
 pub mod drive;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::client::etcd::Target;
+use crate::client::Target;
 use crate::clock::{self, now_ns};
 use crate::fault::{Action, Fault};
 use crate::net::{Network, NetworkOptions};
@@ -255,22 +256,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
 /// Write `config.json` into the result folder.
 pub fn write_config(spec: &RunSpec) -> Result<(), RunError> {
     let dir = &spec.result_dir;
-    let system_version = std::process::Command::new(&spec.system.binary)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(String::from)
-        })
-        .unwrap_or_default();
     let builtin = spec.client_cmd.is_none();
     let cfg = Config {
         reckon_version: env!("CARGO_PKG_VERSION"),
         system: &spec.system.name,
-        system_version,
+        system_version: spec.system.version(),
         system_binary: spec.system.binary.display().to_string(),
         topology: &spec.topology,
         workload: &spec.workload,
@@ -459,48 +449,35 @@ pub fn measure(
         .join()
         .map_err(|_| RunError::Bad("the recorder panicked".into()))?;
     faults_written.map_err(results)?;
-    let (mut summary, plot) = tally.finish(&dir, covered, interrupted).map_err(results)?;
+    let (mut summary, plot) = tally
+        .finish(Some(&dir), covered, interrupted)
+        .map_err(results)?;
     if spec.client_cmd.is_none() {
-        let (rss, peak) = clock::rss();
-        let mut i = record::Instrument {
+        // Memory at the end of the steady part, or now if the run did not get that far.
+        let (rss, peak) = metered.map(|m| m.1).unwrap_or_else(clock::rss);
+        let cpu = metered.map(|m| m.0.as_secs_f64()).unwrap_or(0.0);
+        summary.instrument = Some(record::Instrument {
+            cpu_s: cpu,
             steady_from: steady.0,
             steady_to: steady.1,
             steady_ops,
-            max_in_flight: spec.max_in_flight,
-            realtime,
+            cpu_us_per_op: cpu * 1e6 / steady_ops.max(1) as f64,
             rss_mb: rss as f64 / 1e6,
             rss_peak_mb: peak as f64 / 1e6,
-            ..Default::default()
-        };
-        if let Some((cpu, (rss, peak))) = metered {
-            i.cpu_s = cpu.as_secs_f64();
-            i.cpu_us_per_op = cpu.as_secs_f64() * 1e6 / steady_ops.max(1) as f64;
-            i.rss_mb = rss as f64 / 1e6;
-            i.rss_peak_mb = peak as f64 / 1e6;
-        }
-        summary.instrument = Some(i);
+            max_in_flight: spec.max_in_flight,
+            realtime,
+        });
     }
     record::write_summary(&dir, &summary).map_err(results)?;
     let title = format!(
         "{} / {} / {} / {}",
         spec.system.name, spec.topology.name, spec.workload.name, spec.fault.name
     );
-    let span = spec.fault.span().map(|(a, b)| {
-        let applied = |t: f64| {
-            faults
-                .iter()
-                .find(|f| (f.scheduled - t).abs() < 1e-9)
-                .map(|f| f.applied)
-                .unwrap_or(t)
-        };
-        (applied(a), applied(b))
-    });
     let input = crate::report::PlotInput {
         title: &title,
         duration: covered,
         data: &plot,
         faults: &faults,
-        span,
     };
     if let Err(e) = crate::report::plot_run(&dir, &input) {
         // The numbers are written; a plot that fails is reported, not fatal.

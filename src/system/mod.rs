@@ -63,7 +63,7 @@ pub struct ClientSpec<'a> {
     pub endpoints: &'a [String],
     /// Index of the client's own data centre's node, if any.
     pub local: Option<usize>,
-    pub target: crate::client::etcd::Target,
+    pub target: crate::client::Target,
     /// The definition's `[client]` table: options of the built-in client.
     pub options: &'a BTreeMap<String, String>,
 }
@@ -129,6 +129,9 @@ pub struct SystemDef {
     /// Other files the system needs installed (when `binary` is an interpreter, say).
     #[serde(default)]
     pub requires: Vec<PathBuf>,
+    /// A command that prints the system's version (default: `binary --version`).
+    #[serde(default)]
+    pub version: Vec<String>,
     /// How to install the binary, shown when it is missing.
     pub install_hint: String,
     pub adapter: String,
@@ -163,6 +166,29 @@ impl SystemDef {
             .chain(&self.requires)
             .find(|p| !p.is_file())
             .map(|p| p.as_path())
+    }
+
+    /// The first line the version command prints ("" if it does not run).
+    pub fn version(&self) -> String {
+        let default = [self.binary.display().to_string(), "--version".into()];
+        let cmd = if self.version.is_empty() {
+            &default[..]
+        } else {
+            &self.version[..]
+        };
+        std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .output()
+            .ok()
+            .and_then(|o| {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                text.lines().next().map(str::to_string)
+            })
+            .unwrap_or_default()
     }
 
     /// This definition's adapter (checked when the definition was read).

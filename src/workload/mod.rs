@@ -185,11 +185,21 @@ impl Workload {
         Schedule {
             w: self,
             clients: clients.max(1),
+            only: None,
             n: 0,
             t: 0.0,
             times: Xoshiro256PlusPlus::seed_from_u64(seed_rng.random()),
-            ops: Xoshiro256PlusPlus::seed_from_u64(seed_rng.random()),
+            ops_seed: seed_rng.random(),
             exp: Exp::new(self.rate).expect("validated rate"),
+        }
+    }
+
+    /// The operations of client `client` alone (of `clients`): the same as its share of
+    /// [`Workload::schedule`], without making the others'.
+    pub fn schedule_for(&self, clients: usize, client: usize) -> Schedule<'_> {
+        Schedule {
+            only: Some(client),
+            ..self.schedule(clients)
         }
     }
 
@@ -231,14 +241,18 @@ pub struct Scheduled {
     pub op: Op,
 }
 
-/// The run's operations, generated lazily: the same seed gives the same sequence.
+/// The run's operations, generated lazily: the same seed gives the same sequence. An
+/// operation's content comes from a generator of its own, seeded by its index, so one client's
+/// share is made without making the others' operations.
 pub struct Schedule<'w> {
     w: &'w Workload,
     clients: usize,
+    /// Only this client's operations.
+    only: Option<usize>,
     n: u64,
     t: f64,
     times: Xoshiro256PlusPlus,
-    ops: Xoshiro256PlusPlus,
+    ops_seed: u64,
     exp: Exp<f64>,
 }
 
@@ -246,34 +260,41 @@ impl Iterator for Schedule<'_> {
     type Item = Scheduled;
 
     fn next(&mut self) -> Option<Scheduled> {
-        let time = match self.w.arrival {
-            Arrival::Uniform => self.n as f64 / self.w.rate,
-            Arrival::Poisson => {
-                let t = self.t;
-                self.t += self.exp.sample(&mut self.times);
-                t
+        loop {
+            let time = match self.w.arrival {
+                Arrival::Uniform => self.n as f64 / self.w.rate,
+                Arrival::Poisson => {
+                    let t = self.t;
+                    self.t += self.exp.sample(&mut self.times);
+                    t
+                }
+            };
+            if time >= self.w.duration {
+                return None;
             }
-        };
-        if time >= self.w.duration {
-            return None;
+            let n = self.n;
+            self.n += 1;
+            let client = (n % self.clients as u64) as usize;
+            if self.only.is_some_and(|c| c != client) {
+                continue;
+            }
+            let mut r = Xoshiro256PlusPlus::seed_from_u64(self.ops_seed ^ n);
+            let key = self.w.key(r.random_range(0..=self.w.max_key));
+            let op = if r.random::<f64>() < self.w.write_ratio {
+                let value: String = (0..self.w.payload_size)
+                    .map(|_| (b'a' + r.random_range(0..26u8)) as char)
+                    .collect();
+                Op::Write { key, value }
+            } else {
+                Op::Read { key }
+            };
+            return Some(Scheduled {
+                n,
+                time,
+                client,
+                op,
+            });
         }
-        let key = self.w.key(self.ops.random_range(0..=self.w.max_key));
-        let op = if self.ops.random::<f64>() < self.w.write_ratio {
-            let value: String = (0..self.w.payload_size)
-                .map(|_| (b'a' + self.ops.random_range(0..26u8)) as char)
-                .collect();
-            Op::Write { key, value }
-        } else {
-            Op::Read { key }
-        };
-        let s = Scheduled {
-            n: self.n,
-            time,
-            client: (self.n % self.clients as u64) as usize,
-            op,
-        };
-        self.n += 1;
-        Some(s)
     }
 }
 
@@ -324,6 +345,15 @@ mod tests {
                 value.len() == 10 && value.chars().all(|c| c.is_ascii_lowercase()),
             _ => true,
         }));
+    }
+
+    #[test]
+    fn a_clients_share_is_the_same_alone() {
+        for a in [Arrival::Uniform, Arrival::Poisson] {
+            let w = w(a);
+            let all: Vec<_> = w.schedule(3).filter(|s| s.client == 1).collect();
+            assert_eq!(all, w.schedule_for(3, 1).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -29,8 +29,6 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 mod leader;
 mod proto;
 
@@ -38,24 +36,10 @@ use proto::*;
 pub use proto::{ResponseHeader, StatusResponse};
 
 use super::grpc::{self, CallError, Conn};
+pub use super::Target;
 use super::{BoxFuture, KvClient, Outcome};
 use crate::clock::now_ns;
 use crate::workload::Op;
-
-/// Which endpoint a client sends to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// Stay on the endpoint that last answered (first: the client's own data centre's node);
-    /// on a failure move to the next, and leave the failed one alone for a cool-down.
-    #[value(alias = "local")]
-    #[serde(alias = "local")]
-    Sticky,
-    /// The current leader, looked up again (once, shared) after a failure.
-    Leader,
-    /// Round-robin over every endpoint whose connection is up, one attempt (etcd clientv3).
-    All,
-}
 
 /// How long a failed endpoint is left alone (`sticky`): gRPC's first reconnect back-off.
 pub const COOL_DOWN: Duration = Duration::from_secs(1);
@@ -174,11 +158,6 @@ impl EtcdClient {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The endpoints, in node order.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.state().eps.iter().map(|e| e.url.clone()).collect()
     }
 
     /// Before the clock starts: connect to every endpoint and, for `leader`, find the leader.
