@@ -39,6 +39,8 @@ pub struct Anchor {
 pub struct Case {
     pub offered: f64,
     pub secs: f64,
+    /// The case at three times etcdctl's throughput.
+    pub vs_anchor: bool,
     pub summary: Summary,
 }
 
@@ -146,15 +148,15 @@ pub fn client(
     } else {
         None
     };
-    let mut rates: Vec<(f64, f64)> = o.rates.iter().map(|&r| (r, o.secs)).collect();
+    let mut rates: Vec<(f64, f64, bool)> = o.rates.iter().map(|&r| (r, o.secs, false)).collect();
     if let Some(a) = &anchor {
-        rates.push(((3.0 * a.writes_per_s).round(), o.secs));
+        rates.push(((3.0 * a.writes_per_s).round(), o.secs, true));
     }
-    if let Some(m) = o.memory {
-        rates.push(m);
+    if let Some((rate, secs)) = o.memory {
+        rates.push((rate, secs, false));
     }
     let mut cases = Vec::new();
-    for (i, (rate, secs)) in rates.into_iter().enumerate() {
+    for (i, (rate, secs, vs_anchor)) in rates.into_iter().enumerate() {
         let dir = base.join(format!("case-{i}"));
         std::fs::create_dir_all(&dir)?;
         let s = spec(rate, secs, dir.clone())?;
@@ -162,6 +164,7 @@ pub fn client(
         let case = Case {
             offered: rate,
             secs,
+            vs_anchor,
             summary: out.summary,
         };
         progress(&case);

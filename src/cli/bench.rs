@@ -209,10 +209,7 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                 },
             )?;
             if let Some(a) = &anchor {
-                if let Some(c) = cases
-                    .iter()
-                    .find(|c| (c.offered - 3.0 * a.writes_per_s).abs() < 1.0)
-                {
+                if let Some(c) = cases.iter().find(|c| c.vs_anchor) {
                     out!(
                         "goodput at 3x etcdctl's throughput ({:.0}/s offered): {:.0}/s = {:.2}x etcdctl's {:.0}/s",
                         c.offered,
