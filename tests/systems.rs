@@ -1,9 +1,10 @@
 //! Every system besides etcd 3.4 (whose own tests are tests/system.rs and tests/run.rs), the
 //! same checks for each: the cluster elects a leader from its definition (ZooKeeper: the
-//! templated zoo.cfg and myid), the built-in client writes and reads from a client host, a
-//! killed leader is replaced and rejoins with its data when restarted, and a partial-partition
-//! run completes with both fault events recorded. Needs root, OVS, Debian's zookeeper and
-//! etcd 3.5 (scripts/setup.sh installs them).
+//! templated zoo.cfg and myid; NATS: its server config, then the bucket the adapter creates),
+//! the built-in client writes and reads from a client host, a killed leader is replaced and
+//! rejoins with its data when restarted, and a partial-partition run completes with both fault
+//! events recorded. Needs root, OVS, Debian's zookeeper, etcd 3.5 and NATS (scripts/setup.sh
+//! installs them).
 
 mod common;
 
@@ -52,7 +53,7 @@ fn from_host(
                     netns: std::sync::Arc::new(fd.try_clone().unwrap()),
                     endpoints: &eps,
                     local: None,
-                    target: reckon::client::etcd::Target::Sticky,
+                    target: reckon::client::Target::Sticky,
                     options: &def.client,
                 })
                 .unwrap();
@@ -176,4 +177,42 @@ fn etcd_3_5_elects_serves_and_survives_a_leader_kill() {
 #[test]
 fn an_etcd_3_5_partial_partition_run_completes() {
     a_partial_partition_run_completes("etcd-3.5", "y35r");
+}
+
+#[test]
+fn nats_elects_serves_and_survives_a_leader_kill() {
+    elects_serves_and_survives_a_leader_kill("nats", "ynt", "nats://10.0.1.1:4222");
+}
+
+#[test]
+fn a_nats_partial_partition_run_completes() {
+    a_partial_partition_run_completes("nats", "yntr");
+}
+
+/// NATS replicates the bucket on every node, and JetStream on at most 5: a bigger cluster is
+/// refused before anything is built.
+#[test]
+fn nats_refuses_more_nodes_than_jetstream_replicates() {
+    let dir = std::env::temp_dir().join(format!("reckon-test-sys-n6-{}", std::process::id()));
+    let o = reckon(&[
+        "--prefix",
+        "yn6",
+        "run",
+        "nats",
+        "wan",
+        "uniform",
+        "none",
+        "--number-nodes",
+        "6",
+        "--result-location",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("system nats runs at most 5 nodes and the topology has 6"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("config.json").exists());
+    assert_clean("yn6");
 }

@@ -176,3 +176,38 @@ pub(crate) fn prefix_flag(p: &str) -> String {
         format!(" --prefix {p}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `reckon run --help` and `reckon topo up --help` name every built-in of each axis.
+    #[test]
+    fn help_names_every_builtin() {
+        let mut cli = super::Cli::command();
+        let run = cli
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_help()
+            .to_string();
+        for c in [
+            &crate::system::CATALOG,
+            &crate::topology::CATALOG,
+            &crate::workload::CATALOG,
+            &crate::fault::CATALOG,
+        ] {
+            for name in c.names() {
+                assert!(run.contains(name), "reckon run --help lacks {name}:\n{run}");
+            }
+        }
+        let up = cli
+            .find_subcommand_mut("topo")
+            .and_then(|t| t.find_subcommand_mut("up"))
+            .unwrap()
+            .render_help()
+            .to_string();
+        for name in crate::system::CATALOG.names() {
+            assert!(up.contains(name), "reckon topo up --help lacks {name}");
+        }
+    }
+}

@@ -13,8 +13,8 @@ use crate::topology::{self, Size};
 
 #[derive(Args, Clone)]
 pub(super) struct RunArgs {
-    /// The system under test: etcd, etcd-pre-vote, etcd-3.5 or zookeeper (with --system-file: a
-    /// label).
+    /// The system under test: etcd, etcd-pre-vote, etcd-3.5, zookeeper or nats (with
+    /// --system-file: a label).
     system: String,
     /// The topology: simple or wan.
     topology: String,

@@ -93,7 +93,7 @@ pub(super) struct TopoArgs {
 /// The system under test, for `topo up` to start on the node hosts.
 #[derive(Args, Clone)]
 pub(super) struct SystemArgs {
-    /// Start this system on the node hosts: etcd, etcd-pre-vote, etcd-3.5 or zookeeper.
+    /// Start this system on the node hosts: etcd, etcd-pre-vote, etcd-3.5, zookeeper or nats.
     #[arg(long, conflicts_with = "system_file")]
     system: Option<String>,
     /// Your own system definition (TOML; see systems/etcd.toml).
@@ -189,6 +189,10 @@ pub(super) fn exec(ctx: &Ctx, cmd: Topo) -> Result<u8> {
         Topo::Up { topo, hold } => {
             let t = resolve(&topo)?;
             let sys = topo.system.def()?;
+            if let Some(def) = &sys {
+                def.check_nodes(t.nodes().count())
+                    .map_err(anyhow::Error::msg)?;
+            }
             eprintln!(
                 "reckon: bringing up {} as '{}': {} hosts, {} switches{}…",
                 t.name,

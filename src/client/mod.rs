@@ -1,10 +1,11 @@
 //! Clients of the system under test. They run inside the client hosts' namespaces, so their
 //! traffic crosses the emulated network. [`KvClient`] is what the open loop drives; each system
 //! adapter (`system::Adapter`) makes its built-in one: `etcd` (over `grpc`, unary gRPC on
-//! HTTP/2), `zookeeper`. `stdio` drives external clients over reckon's stdio protocol.
+//! HTTP/2), `zookeeper`, `nats`. `stdio` drives external clients over reckon's stdio protocol.
 
 pub mod etcd;
 pub mod grpc;
+pub mod nats;
 pub mod stdio;
 pub mod zookeeper;
 

@@ -125,6 +125,7 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
             spec.fault.name
         )));
     }
+    spec.system.check_nodes(n).map_err(RunError::Bad)?;
     if spec.topology.clients().count() == 0 {
         return Err(RunError::Bad(format!(
             "topology {} has no client host",

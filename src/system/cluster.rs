@@ -76,6 +76,8 @@ pub struct Cluster {
     /// Left running on purpose (`reckon topo up` without `--hold`): the network's teardown
     /// stops the nodes and removes the data.
     detached: bool,
+    /// The adapter's [`prepare`](super::Adapter::prepare) has run.
+    prepared: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -123,6 +125,7 @@ impl Cluster {
             manifest: net.manifest().clone(),
             opts: opts.clone(),
             detached: false,
+            prepared: Default::default(),
         };
         for i in 0..c.nodes.len() {
             c.spawn(i, "new")?;
@@ -152,6 +155,7 @@ impl Cluster {
         let mut v = BTreeMap::from([
             ("client_port", self.def.client_port.to_string()),
             ("peer_port", self.def.peer_port.to_string()),
+            ("status_port", self.status_port().to_string()),
             ("token", format!("reckon-{}", self.manifest.prefix)),
             ("cluster_state", state.to_string()),
             ("election_ms", ms.to_string()),
@@ -305,9 +309,14 @@ impl Cluster {
                 name: n.name.clone(),
                 ip: n.ip,
                 port: self.def.client_port,
+                status_port: self.status_port(),
                 id: k + 1,
             })
             .collect()
+    }
+
+    fn status_port(&self) -> u16 {
+        self.def.status_port.unwrap_or(self.def.client_port)
     }
 
     /// Ask every node about itself (in parallel, from inside its own host).
@@ -321,9 +330,30 @@ impl Cluster {
     }
 
     /// Wait until every running, unpaused node answers and they agree on a leader; returns it.
-    /// On timeout the error shows the tail of every node's log.
+    /// The first time, the adapter prepares the cluster first (within the same deadline). On
+    /// timeout the error shows the tail of every node's log.
     pub fn wait_ready(&self, deadline: Duration) -> Result<String, SystemError> {
         let start = Instant::now();
+        if !self.prepared.load(std::sync::atomic::Ordering::Relaxed) {
+            let adapter = self.def.adapter();
+            adapter
+                .prepare(super::Prepare {
+                    manifest: &self.manifest,
+                    members: &self.members(),
+                    endpoints: &self.endpoints(),
+                    options: &self.def.client,
+                    within: deadline,
+                })
+                .map_err(|e| {
+                    SystemError::Other(format!(
+                        "{}: preparing the cluster: {e}\n{}",
+                        self.def.name,
+                        self.log_tails(12)
+                    ))
+                })?;
+            self.prepared
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut last = Vec::new();
         while start.elapsed() < deadline {
             let st = self.status();

@@ -11,6 +11,8 @@
 
 mod cluster;
 pub mod etcd;
+mod http;
+pub mod nats;
 pub mod zookeeper;
 
 pub use cluster::{Answer, Cluster, ClusterOptions, MemberStatus, Node};
@@ -42,6 +44,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("etcd-3.5", include_str!("../../systems/etcd-3.5.toml")),
     ("zookeeper", include_str!("../../systems/zookeeper.toml")),
+    ("nats", include_str!("../../systems/nats.toml")),
 ];
 
 /// A member of the cluster, as an adapter sees it.
@@ -51,6 +54,9 @@ pub struct Member {
     pub ip: std::net::Ipv4Addr,
     /// Its client port.
     pub port: u16,
+    /// The port it answers questions about itself on (`status_port`; the client port if the
+    /// definition names none).
+    pub status_port: u16,
     /// 1-based, in node order (ZooKeeper's `myid`).
     pub id: usize,
 }
@@ -86,10 +92,53 @@ pub trait Adapter: Sync {
     fn client_options(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Once, after the first start and before the cluster is waited for: create what the
+    /// system's clients and `status` need (NATS: the key-value bucket), within `within`. Most
+    /// systems need nothing.
+    fn prepare(&self, _p: Prepare<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What [`Adapter::prepare`] is given.
+pub struct Prepare<'a> {
+    pub manifest: &'a Manifest,
+    pub members: &'a [Member],
+    /// Every member's client endpoint, in node order.
+    pub endpoints: &'a [String],
+    /// The definition's `[client]` table.
+    pub options: &'a BTreeMap<String, String>,
+    pub within: Duration,
+}
+
+/// Ask every member something from inside its own host, in parallel (`None` where its host
+/// could not be entered or it did not answer); answers in member order.
+pub fn ask_each<T: Send>(
+    m: &Manifest,
+    members: &[Member],
+    ask: impl Fn(&Member) -> Option<T> + Sync,
+) -> Vec<Option<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .map(|mb| {
+                let fd = crate::net::open_host(m, &mb.name).ok();
+                let ask = &ask;
+                s.spawn(move || {
+                    crate::net::netns::enter(&fd?).ok()?;
+                    ask(mb)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    })
 }
 
 /// The adapters in code, by the name a definition gives in `adapter`.
-pub static ADAPTERS: &[&dyn Adapter] = &[&etcd::Etcd, &zookeeper::ZooKeeper];
+pub static ADAPTERS: &[&dyn Adapter] = &[&etcd::Etcd, &zookeeper::ZooKeeper, &nats::Nats];
 
 /// The adapter named `name`.
 pub fn adapter(name: &str) -> Option<&'static dyn Adapter> {
@@ -111,6 +160,7 @@ const PLACEHOLDERS: &[&str] = &[
     "data_dir",
     "client_port",
     "peer_port",
+    "status_port",
     "token",
     "initial_cluster",
     "cluster_state",
@@ -137,6 +187,13 @@ pub struct SystemDef {
     pub adapter: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The port members answer questions about themselves on (NATS: its monitoring port);
+    /// the client port if not given.
+    #[serde(default)]
+    pub status_port: Option<u16>,
+    /// The most nodes the system runs (NATS replicates a stream on at most 5 servers).
+    #[serde(default)]
+    pub max_nodes: Option<usize>,
     pub member: String,
     #[serde(default = "comma")]
     pub member_separator: String,
@@ -189,6 +246,17 @@ impl SystemDef {
                 text.lines().next().map(str::to_string)
             })
             .unwrap_or_default()
+    }
+
+    /// Refuse a topology with more nodes than the system runs.
+    pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
+        match self.max_nodes {
+            Some(max) if nodes > max => Err(format!(
+                "system {} runs at most {max} nodes and the topology has {nodes}; choose a smaller --number-nodes or another topology",
+                self.name
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// This definition's adapter (checked when the definition was read).
@@ -299,27 +367,36 @@ fn parse(src: &Source) -> Result<SystemDef, SystemError> {
     if def.args.is_empty() {
         return Err(invalid("args", "args is empty".into()));
     }
+    if def.max_nodes == Some(0) {
+        return Err(invalid(
+            "max_nodes",
+            "max_nodes = 0: give at least 1".into(),
+        ));
+    }
     Ok(def)
 }
 
-/// Every `{...}` in `t` must be a known placeholder.
+/// A placeholder is `{name}` with `name` of letters, digits and `_`, and must be known; other
+/// braces are text (a config file's own `{ ... }` blocks).
 fn check_template(t: &str) -> Result<(), String> {
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| format!("'{t}': unclosed '{{'"))?
-            + open;
-        let key = &rest[open + 1..close];
+    for key in placeholders(t) {
         if !PLACEHOLDERS.contains(&key) {
             return Err(format!(
                 "'{t}': unknown placeholder {{{key}}}; known: {}",
                 PLACEHOLDERS.join(", ")
             ));
         }
-        rest = &rest[close + 1..];
     }
     Ok(())
+}
+
+/// The names of the placeholders in `t`.
+fn placeholders(t: &str) -> impl Iterator<Item = &str> {
+    t.split('{').skip(1).filter_map(|rest| {
+        let (key, _) = rest.split_once('}')?;
+        let is_name = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        is_name.then_some(key)
+    })
 }
 
 pub(crate) fn fill(t: &str, vars: &BTreeMap<&str, String>) -> String {
@@ -328,4 +405,28 @@ pub(crate) fn fill(t: &str, vars: &BTreeMap<&str, String>) -> String {
         out = out.replace(&format!("{{{k}}}"), v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_names_in_braces_and_other_braces_are_text() {
+        let conf = "jetstream {\n  store_dir: \"{data_dir}/js\"\n}\nserver_name: {name}";
+        assert_eq!(
+            super::placeholders(conf).collect::<Vec<_>>(),
+            ["data_dir", "name"]
+        );
+        assert!(super::check_template(conf).is_ok());
+        let e = super::check_template("--dir {date_dir}").unwrap_err();
+        assert!(e.contains("unknown placeholder {date_dir}"), "{e}");
+        assert!(super::check_template("{ }{").is_ok());
+    }
+
+    #[test]
+    fn every_builtin_definition_parses_and_names_a_known_adapter() {
+        for (name, _) in super::BUILTIN {
+            let def = super::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(def.adapter().name(), def.adapter, "{name}");
+        }
+    }
 }

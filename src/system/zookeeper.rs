@@ -25,37 +25,22 @@ impl Adapter for ZooKeeper {
     }
 
     fn status(&self, m: &Manifest, members: &[Member]) -> Vec<MemberStatus> {
-        let asked: Vec<(String, Option<(bool, u64)>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = members
-                .iter()
-                .map(|mb| {
-                    let fd = crate::net::open_host(m, &mb.name).ok();
-                    s.spawn(move || {
-                        let fd = fd?;
-                        crate::net::netns::enter(&fd).ok()?;
-                        parse(&srvr(SocketAddr::from((mb.ip, mb.port)))?)
-                    })
-                })
-                .collect();
-            members
-                .iter()
-                .zip(handles)
-                .map(|(mb, h)| (mb.name.clone(), h.join().ok().flatten()))
-                .collect()
+        let asked = super::ask_each(m, members, |mb| {
+            parse(&srvr(SocketAddr::from((mb.ip, mb.port)))?)
         });
         // The leader: who says so (the highest epoch, if two do).
         let leader = members
             .iter()
             .zip(&asked)
-            .filter_map(|(mb, (_, a))| a.filter(|(lead, _)| *lead).map(|(_, z)| (z >> 32, mb.id)))
+            .filter_map(|(mb, a)| a.filter(|(lead, _)| *lead).map(|(_, z)| (z >> 32, mb.id)))
             .max()
             .map(|(_, id)| id as u64)
             .unwrap_or(0);
         members
             .iter()
             .zip(asked)
-            .map(|(mb, (node, a))| MemberStatus {
-                node,
+            .map(|(mb, a)| MemberStatus {
+                node: mb.name.clone(),
                 answer: a.map(|(_, zxid)| Answer {
                     member_id: mb.id as u64,
                     leader_id: leader,
