@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::net::engine::{self, EngineLink, EngineSpec};
+use crate::net::impair::engine::{self, EngineLink, EngineSpec};
 use crate::net::impair::Impairment;
 use crate::net::registry::{self, Claim, Manifest};
 use crate::net::{ethtool, netns, rtnl, NetError};

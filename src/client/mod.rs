@@ -57,6 +57,20 @@ pub trait KvClient: Send + Sync {
     fn warm_up(&self, timeout: Duration) -> BoxFuture<'_, Vec<String>>;
 }
 
+/// A client's [`KvClient::warm_up`] when it has one connection (or session) to open: what went
+/// wrong opening it within `timeout`, if anything (`what` names it: "connection", "session").
+pub async fn open_within<T>(
+    timeout: Duration,
+    what: &str,
+    open: impl Future<Output = Result<T, String>>,
+) -> Vec<String> {
+    match tokio::time::timeout(timeout, open).await {
+        Ok(Ok(_)) => Vec::new(),
+        Ok(Err(e)) => vec![e],
+        Err(_) => vec![format!("no {what} within {timeout:?}")],
+    }
+}
+
 /// The index, among the topology's nodes, of the node in `client`'s data centre.
 pub fn local_node(t: &crate::topology::Topology, client: &str) -> Option<usize> {
     let dc = t.host(client)?.dc?;

@@ -189,13 +189,7 @@ impl KvClient for NatsClient {
     }
 
     fn warm_up(&self, timeout: Duration) -> BoxFuture<'_, Vec<String>> {
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, self.conn()).await {
-                Ok(Ok(_)) => Vec::new(),
-                Ok(Err(e)) => vec![e],
-                Err(_) => vec![format!("no connection within {timeout:?}")],
-            }
-        })
+        Box::pin(super::open_within(timeout, "connection", self.conn()))
     }
 }
 

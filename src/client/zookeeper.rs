@@ -131,12 +131,6 @@ impl KvClient for ZkClient {
     }
 
     fn warm_up(&self, timeout: Duration) -> BoxFuture<'_, Vec<String>> {
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, self.client()).await {
-                Ok(Ok(_)) => Vec::new(),
-                Ok(Err(e)) => vec![e],
-                Err(_) => vec![format!("no session within {timeout:?}")],
-            }
-        })
+        Box::pin(super::open_within(timeout, "session", self.client()))
     }
 }

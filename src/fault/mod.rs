@@ -9,6 +9,7 @@ use std::path::Path;
 pub use selector::{Count, Scope, Selector};
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::topology::Impairment;
 use serde::{Deserialize, Serialize};
 
 pub static CATALOG: Catalog = Catalog {
@@ -38,9 +39,66 @@ const BUILTIN: &[(&str, &str)] = &[
     ("kill-n", include_str!("../../faults/kill-n.toml")),
 ];
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What an event does. Selectors are parsed when the fault is read and resolved when the event
+/// happens (see `run::faults`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
 pub enum Action {
+    /// Cut hosts `a` off from hosts `b`: both ways, or only packets from `a` to `b` when
+    /// `oneway`. Every other path stays up.
+    Partition {
+        a: Selector,
+        b: Selector,
+        oneway: bool,
+    },
+    /// Remove every cut in place.
+    Heal,
+    /// Kill the node(s) (SIGKILL; the data stays).
+    Kill { node: Selector },
+    /// Start killed node(s) again with their data.
+    Restart { node: Selector },
+    /// Freeze the node(s) (SIGSTOP).
+    Pause { node: Selector },
+    /// Let paused node(s) go on (SIGCONT).
+    Resume { node: Selector },
+    /// Set a link's impairment, both directions (`reckon topo links` names the links).
+    Impair {
+        link: String,
+        impairment: Impairment,
+    },
+}
+
+impl Action {
+    /// Its name in fault files and faults.csv.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Partition { .. } => "partition",
+            Action::Heal => "heal",
+            Action::Kill { .. } => "kill",
+            Action::Restart { .. } => "restart",
+            Action::Pause { .. } => "pause",
+            Action::Resume { .. } => "resume",
+            Action::Impair { .. } => "impair",
+        }
+    }
+
+    /// The selectors it resolves when it happens.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        match self {
+            Action::Partition { a, b, .. } => vec![a, b],
+            Action::Kill { node }
+            | Action::Restart { node }
+            | Action::Pause { node }
+            | Action::Resume { node } => vec![node],
+            Action::Heal | Action::Impair { .. } => Vec::new(),
+        }
+    }
+}
+
+/// An action's name as a fault file gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ActionT {
     Partition,
     Heal,
     Kill,
@@ -54,7 +112,7 @@ pub enum Action {
 #[serde(deny_unknown_fields)]
 struct EventT {
     at: String,
-    action: Action,
+    action: ActionT,
     #[serde(default)]
     until: Option<String>,
     #[serde(default)]
@@ -86,20 +144,13 @@ struct FaultFile {
     events: Vec<toml::Spanned<EventT>>,
 }
 
-/// One event at a time, with its selectors parsed and not yet resolved.
+/// One event of a timeline, its selectors parsed and not yet resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
     /// Seconds from the start of the run.
     pub at: f64,
+    #[serde(flatten)]
     pub action: Action,
-    /// A partition's sides.
-    pub a: Option<Selector>,
-    pub b: Option<Selector>,
-    pub oneway: bool,
-    /// What a kill, restart, pause or resume acts on.
-    pub node: Option<Selector>,
-    pub link: Option<String>,
-    pub impair: Option<crate::net::impair::Impairment>,
 }
 
 /// A resolved fault: events in time order.
@@ -190,55 +241,53 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
         };
         let e = e.get_ref();
         let at = time_of(&e.at, p, "at").map_err(bad)?;
-        let need = |v: &Option<String>,
-                    what: &str,
-                    scope: Scope|
-         -> Result<Option<Selector>, FaultError> {
+        let need = |v: &Option<String>, what: &str, scope: Scope| -> Result<Selector, FaultError> {
             let s = v
                 .as_deref()
                 .ok_or_else(|| bad(format!("{:?} needs `{what}`", e.action).to_lowercase()))?;
-            Selector::parse(s, scope).map(Some).map_err(bad)
+            Selector::parse(s, scope).map_err(bad)
         };
-        let mut ev = Event {
-            at,
-            action: e.action.clone(),
-            a: None,
-            b: None,
-            oneway: e.oneway,
-            node: None,
-            link: None,
-            impair: None,
-        };
-        match e.action {
-            Action::Partition => {
-                ev.a = need(&e.a, "a", Scope::Hosts)?;
-                ev.b = need(&e.b, "b", Scope::Hosts)?;
-            }
-            Action::Heal => {}
-            Action::Kill | Action::Restart | Action::Pause | Action::Resume => {
-                ev.node = need(&e.node, "node", Scope::Nodes)?
-            }
-            Action::Impair => {
-                ev.link = Some(
-                    e.link
-                        .clone()
-                        .ok_or_else(|| bad("impair needs `link`".into()))?,
-                );
-                let i = crate::net::impair::Impairment {
+        let action = match e.action {
+            ActionT::Partition => Action::Partition {
+                a: need(&e.a, "a", Scope::Hosts)?,
+                b: need(&e.b, "b", Scope::Hosts)?,
+                oneway: e.oneway,
+            },
+            ActionT::Heal => Action::Heal,
+            ActionT::Kill => Action::Kill {
+                node: need(&e.node, "node", Scope::Nodes)?,
+            },
+            ActionT::Restart => Action::Restart {
+                node: need(&e.node, "node", Scope::Nodes)?,
+            },
+            ActionT::Pause => Action::Pause {
+                node: need(&e.node, "node", Scope::Nodes)?,
+            },
+            ActionT::Resume => Action::Resume {
+                node: need(&e.node, "node", Scope::Nodes)?,
+            },
+            ActionT::Impair => {
+                let link = e
+                    .link
+                    .clone()
+                    .ok_or_else(|| bad("impair needs `link`".into()))?;
+                let impairment = Impairment {
                     latency_ms: e.latency.unwrap_or(0.0),
                     jitter_ms: e.jitter.unwrap_or(0.0),
                     loss_pct: e.loss.unwrap_or(0.0),
                     reorder: false,
                 };
-                i.validate()
+                impairment
+                    .validate()
                     .map_err(|m| bad(m.replace("_ms", "").replace("_pct", "")))?;
-                ev.impair = Some(i);
+                Action::Impair { link, impairment }
             }
-        }
+        };
+        let ev = Event { at, action };
         match (&e.flap, &e.until) {
             (None, None) => events.push(ev),
             (Some(flap), Some(until)) => {
-                if e.action != Action::Partition {
+                if e.action != ActionT::Partition {
                     return Err(bad("only a partition can flap".into()));
                 }
                 let period = time_of(flap, p, "flap").map_err(bad)?;
@@ -285,12 +334,6 @@ fn heal(at: f64) -> Event {
     Event {
         at,
         action: Action::Heal,
-        a: None,
-        b: None,
-        oneway: false,
-        node: None,
-        link: None,
-        impair: None,
     }
 }
 
@@ -299,8 +342,10 @@ impl Fault {
     pub fn kills(&self, kill_n: usize) -> usize {
         self.events
             .iter()
-            .filter(|e| e.action == Action::Kill)
-            .map(|e| e.node.as_ref().map_or(0, |s| s.kills(kill_n)))
+            .map(|e| match &e.action {
+                Action::Kill { node } => node.kills(kill_n),
+                _ => 0,
+            })
             .sum()
     }
 
@@ -330,36 +375,47 @@ mod tests {
     fn partial_partition_cuts_at_a_third_and_heals_at_two_thirds() {
         let f = builtin("partial-partition", P).unwrap();
         assert_eq!(f.events.len(), 2);
+        assert_eq!(f.events[0].at, 10.0);
         assert_eq!(
-            (f.events[0].at, f.events[0].action.clone()),
-            (10.0, Action::Partition)
+            f.events[0].action,
+            Action::Partition {
+                a: Selector::Leader,
+                b: Selector::Follower,
+                oneway: false
+            }
         );
-        assert_eq!(f.events[0].a, Some(Selector::Leader));
-        assert_eq!(
-            (f.events[1].at, f.events[1].action.clone()),
-            (20.0, Action::Heal)
-        );
+        assert_eq!((f.events[1].at, &f.events[1].action), (20.0, &Action::Heal));
     }
 
     #[test]
     fn intermittent_faults_stop_at_two_thirds() {
         let f = builtin("intermittent-partial", P).unwrap();
-        let times: Vec<(f64, Action)> = f.events.iter().map(|e| (e.at, e.action.clone())).collect();
+        let times: Vec<(f64, &str)> = f.events.iter().map(|e| (e.at, e.action.name())).collect();
         assert_eq!(
             times,
             [
-                (10.0, Action::Partition),
-                (12.0, Action::Heal),
-                (14.0, Action::Partition),
-                (16.0, Action::Heal),
-                (18.0, Action::Partition),
-                (20.0, Action::Heal)
+                (10.0, "partition"),
+                (12.0, "heal"),
+                (14.0, "partition"),
+                (16.0, "heal"),
+                (18.0, "partition"),
+                (20.0, "heal")
             ]
         );
         let f = builtin("intermittent-full", Params { mtbf: 3.0, ..P }).unwrap();
         assert_eq!(f.events.last().unwrap().action, Action::Heal);
         assert!(f.events.last().unwrap().at <= 20.0);
-        assert_eq!(f.events[0].b, Some(Selector::Others));
+        assert!(
+            matches!(
+                &f.events[0].action,
+                Action::Partition {
+                    b: Selector::Others,
+                    ..
+                }
+            ),
+            "{:?}",
+            f.events[0]
+        );
     }
 
     #[test]

@@ -6,22 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::{drive, external, Msg, RunError, RunSpec};
+use super::messages::{Msg, Ready};
+use super::{drive, external, RunError, RunSpec};
 use crate::client::local_node;
 use crate::client::Target;
 use crate::clock::{self, now_ns};
 use crate::net::Network;
 use crate::system::ClientSpec;
 use crate::workload::{Op, Scheduled, Workload};
-
-/// What a client says when it is ready.
-#[derive(Default)]
-pub struct Ready {
-    /// Endpoints it could not reach (not fatal: a node may be down on purpose).
-    pub warnings: Vec<String>,
-    /// It runs at real-time priority (built-in clients).
-    pub realtime: bool,
-}
 
 /// Clients that are ready: each waits for its `go` (the run's t0, monotonic ns).
 pub struct Started {

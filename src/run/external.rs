@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::Msg;
+use super::messages::{Msg, Ready};
 use crate::client::stdio::{Message, OpKind, Operation, Payload, StdioClient};
 use crate::net::registry::Manifest;
 use crate::record::OpRecord;
@@ -112,7 +112,7 @@ pub fn client(
     ops: Vec<Scheduled>,
     log: &Path,
     silence: Duration,
-    ready: mpsc::Sender<Result<super::clients::Ready, String>>,
+    ready: mpsc::Sender<Result<Ready, String>>,
     go: mpsc::Receiver<u64>,
     tx: mpsc::Sender<Msg>,
     counters: &super::drive::Counters,

@@ -23,9 +23,7 @@ impl Targets {
 }
 
 pub fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<Targets, String> {
-    let needs_leader = [&ev.a, &ev.b, &ev.node]
-        .iter()
-        .any(|s| s.as_ref().is_some_and(|s| s.needs_leader()));
+    let needs_leader = ev.action.selectors().iter().any(|s| s.needs_leader());
     let leader = if needs_leader {
         Some(
             c.leader()
@@ -97,16 +95,28 @@ pub fn resolve(ev: &Event, c: &Cluster, t: &Topology, kill_n: usize) -> Result<T
             Selector::Host(h) => vec![h.clone()],
         })
     };
-    let a = match (&ev.a, &ev.node, &ev.link) {
-        (Some(s), _, _) | (None, Some(s), _) => one(s, &[])?,
-        (None, None, Some(link)) => vec![link.clone()],
-        _ => Vec::new(),
-    };
-    let b = match &ev.b {
-        Some(s) => one(s, &a)?,
-        None => Vec::new(),
-    };
-    Ok(Targets { a, b })
+    Ok(match &ev.action {
+        Action::Partition { a, b, .. } => {
+            let a = one(a, &[])?;
+            let b = one(b, &a)?;
+            Targets { a, b }
+        }
+        Action::Kill { node }
+        | Action::Restart { node }
+        | Action::Pause { node }
+        | Action::Resume { node } => Targets {
+            a: one(node, &[])?,
+            b: Vec::new(),
+        },
+        Action::Impair { link, .. } => Targets {
+            a: vec![link.clone()],
+            b: Vec::new(),
+        },
+        Action::Heal => Targets {
+            a: Vec::new(),
+            b: Vec::new(),
+        },
+    })
 }
 
 pub fn apply(ev: &Event, t: &Targets, net: &mut Network, c: &mut Cluster) -> Result<(), String> {
@@ -118,20 +128,18 @@ pub fn apply(ev: &Event, t: &Targets, net: &mut Network, c: &mut Cluster) -> Res
         }
         Ok(())
     };
-    match ev.action {
-        Action::Partition => net
-            .partition(&t.a, &t.b, ev.oneway)
+    match &ev.action {
+        Action::Partition { oneway, .. } => net
+            .partition(&t.a, &t.b, *oneway)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Action::Heal => net.heal().map(|_| ()).map_err(|e| e.to_string()),
-        Action::Kill => each(c, Cluster::stop),
-        Action::Restart => each(c, Cluster::restart),
-        Action::Pause => each(c, Cluster::pause),
-        Action::Resume => each(c, Cluster::resume),
-        Action::Impair => {
-            let link = ev.link.clone().unwrap_or_default();
-            net.set_impairment(&link, ev.impair, ev.impair)
-                .map_err(|e| e.to_string())
-        }
+        Action::Kill { .. } => each(c, Cluster::stop),
+        Action::Restart { .. } => each(c, Cluster::restart),
+        Action::Pause { .. } => each(c, Cluster::pause),
+        Action::Resume { .. } => each(c, Cluster::resume),
+        Action::Impair { link, impairment } => net
+            .set_impairment(link, Some(*impairment), Some(*impairment))
+            .map_err(|e| e.to_string()),
     }
 }

@@ -13,7 +13,10 @@ mod clients;
 pub mod drive;
 pub mod external;
 pub mod faults;
+mod messages;
 mod shell;
+
+use messages::Msg;
 
 pub use clients::prerequisites;
 pub use shell::debug_shell;
@@ -29,7 +32,7 @@ use crate::client::Target;
 use crate::clock::{self, now_ns};
 use crate::fault::{Action, Fault};
 use crate::net::{Network, NetworkOptions};
-use crate::record::{self, FaultRecord, OpRecord, Summary};
+use crate::record::{self, FaultRecord, Summary};
 use crate::system::{Cluster, ClusterOptions, SystemDef};
 use crate::topology::Topology;
 use crate::workload::Workload;
@@ -53,7 +56,7 @@ pub struct RunSpec {
     /// Show a progress bar (on a terminal).
     pub progress: bool,
     /// An external client (program and arguments) speaking reckon's stdio protocol, instead of
-    /// the built-in etcd client.
+    /// the system's built-in client.
     pub client_cmd: Option<Vec<String>>,
 }
 
@@ -194,12 +197,6 @@ pub struct RunOutcome {
     pub client_errors: Vec<String>,
 }
 
-/// What the recorder is sent.
-pub enum Msg {
-    Ops(Vec<OpRecord>),
-    Fault(FaultRecord),
-}
-
 /// Run the experiment. Everything built is torn down on every exit path.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     validate(spec)?;
@@ -210,7 +207,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         spec.topology.hosts.len()
     );
     let mut net_opts = spec.net.clone();
-    net_opts.impairable_all |= spec.fault.events.iter().any(|e| e.action == Action::Impair);
+    net_opts.impairable_all |= spec
+        .fault
+        .events
+        .iter()
+        .any(|e| matches!(e.action, Action::Impair { .. }));
     let mut net = Network::up(&spec.topology, &net_opts)?;
     let copts = ClusterOptions {
         failure_timeout: spec.failure_timeout,
@@ -408,7 +409,7 @@ pub fn measure(
         };
         let f = FaultRecord {
             event: k,
-            action: format!("{:?}", ev.action).to_lowercase(),
+            action: ev.action.name().to_string(),
             targets,
             scheduled: ev.at,
             applied,

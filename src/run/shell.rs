@@ -58,28 +58,7 @@ pub fn debug_shell(
             Scope::Nodes => topology.nodes().any(|n| n.name == h),
         })
     };
-    let event = |action: Action, a: &str, b: Option<&str>, oneway: bool| -> Result<Event, String> {
-        let partition = matches!(action, Action::Partition);
-        let a = sel(
-            a,
-            if partition {
-                Scope::Hosts
-            } else {
-                Scope::Nodes
-            },
-        )?;
-        let b = b.map(|b| sel(b, Scope::Hosts)).transpose()?;
-        Ok(Event {
-            at: 0.0,
-            action,
-            a: partition.then(|| a.clone()),
-            b,
-            oneway,
-            node: (!partition).then_some(a),
-            link: None,
-            impair: None,
-        })
-    };
+    let event = |action: Action| Event { at: 0.0, action };
     for line in input.lines() {
         let Ok(line) = line else { break };
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -99,7 +78,10 @@ pub fn debug_shell(
                 .collect::<Vec<_>>()
                 .join("\n"),
             [cmd @ ("partition" | "oneway"), a, b] => {
-                let done = event(Action::Partition, a, Some(b), *cmd == "oneway").and_then(|ev| {
+                let cut = sel(a, Scope::Hosts).and_then(|a| {
+                    Ok(Action::Partition { a, b: sel(b, Scope::Hosts)?, oneway: *cmd == "oneway" })
+                });
+                let done = cut.map(event).and_then(|ev| {
                     resolve(&ev, &cluster, &spec.topology, spec.kill_n)
                         .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
                 });
@@ -113,13 +95,13 @@ pub fn debug_shell(
                 Err(e) => format!("error: {e}"),
             },
             [cmd @ ("kill" | "restart" | "pause" | "resume"), n] => {
-                let action = match *cmd {
-                    "kill" => Action::Kill,
-                    "restart" => Action::Restart,
-                    "pause" => Action::Pause,
-                    _ => Action::Resume,
-                };
-                let done = event(action, n, None, false).and_then(|ev| {
+                let action = sel(n, Scope::Nodes).map(|node| match *cmd {
+                    "kill" => Action::Kill { node },
+                    "restart" => Action::Restart { node },
+                    "pause" => Action::Pause { node },
+                    _ => Action::Resume { node },
+                });
+                let done = action.map(event).and_then(|ev| {
                     resolve(&ev, &cluster, &spec.topology, spec.kill_n)
                         .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
                 });

@@ -39,7 +39,7 @@ impl Adapter for Nats {
             let group = raft_group(&serde_json::from_str(&jsz).ok()?)?;
             let path = format!("/raftz?acc=%24G&group={group}");
             let raftz: Value = serde_json::from_str(&http::get(addr, &path, ASK).ok()?).ok()?;
-            Some(group_state(&mb.name, &raftz["$G"][group.as_str()])?)
+            group_state(&mb.name, &raftz["$G"][group.as_str()])
         });
         members
             .iter()

@@ -1,3 +1,4 @@
+use super::template::expand;
 use super::*;
 
 fn size(nodes: usize, clients: Option<usize>) -> Size {

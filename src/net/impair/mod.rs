@@ -12,97 +12,16 @@
 //! before it on the same link direction (jitter then delays rather than reorders).
 //!
 //! Two backends apply it: kernel `tc netem` on the veth ends, where the kernel has sch_netem,
-//! and reckon's userspace engine ([`super::engine`]) otherwise.
+//! and reckon's userspace engine ([`engine`]) otherwise. This module is the model (what each
+//! link gets); [`control`] applies it to a live network.
 
-use std::fmt;
+pub mod control;
+pub mod engine;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::topology::Impairment;
 use crate::topology::{LinkProps, Topology};
-
-/// Impairment of one direction of one link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Impairment {
-    /// Added one-way delay, ms.
-    pub latency_ms: f64,
-    /// Standard deviation of the delay, ms.
-    pub jitter_ms: f64,
-    /// Chance a packet is dropped, percent.
-    pub loss_pct: f64,
-    /// Let jitter reorder packets (as netem does); off by default.
-    #[serde(default)]
-    pub reorder: bool,
-}
-
-impl Impairment {
-    pub fn is_none(&self) -> bool {
-        self.latency_ms == 0.0 && self.jitter_ms == 0.0 && self.loss_pct == 0.0
-    }
-
-    /// What to apply so that the link, plus the emulated network's own latency `compensation_ms`,
-    /// delays by `latency_ms`: the latency less the compensation (never below 0), jitter no
-    /// larger than that.
-    pub fn compensated(&self, compensation_ms: f64) -> Impairment {
-        if self.latency_ms == 0.0 {
-            return *self;
-        }
-        let latency_ms = (self.latency_ms - compensation_ms).max(0.0);
-        Impairment {
-            latency_ms,
-            jitter_ms: self.jitter_ms.min(latency_ms),
-            ..*self
-        }
-    }
-
-    /// Refuse what cannot be applied exactly.
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
-            return Err(format!(
-                "latency_ms {} must be a number of milliseconds, 0 or more",
-                self.latency_ms
-            ));
-        }
-        if self.latency_ms > 60_000.0 {
-            return Err(format!("latency_ms {} is over a minute", self.latency_ms));
-        }
-        if !self.loss_pct.is_finite() || !(0.0..=100.0).contains(&self.loss_pct) {
-            return Err(format!(
-                "loss_pct {} must be a percentage between 0 and 100",
-                self.loss_pct
-            ));
-        }
-        if !self.jitter_ms.is_finite() || self.jitter_ms < 0.0 {
-            return Err(format!("jitter_ms {} must be 0 or more", self.jitter_ms));
-        }
-        if self.jitter_ms > self.latency_ms {
-            return Err(format!(
-                "jitter_ms {} is larger than latency_ms {}: delays are drawn around the latency and clamped to [0, 2 x latency], so jitter may not exceed it",
-                self.jitter_ms, self.latency_ms
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A number with at most three decimals and no trailing zeros.
-fn short(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-impl fmt::Display for Impairment {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} ms", short(self.latency_ms))?;
-        if self.jitter_ms > 0.0 {
-            write!(f, " ± {} ms", short(self.jitter_ms))?;
-        }
-        write!(f, ", {}% loss", short(self.loss_pct))?;
-        if self.reorder {
-            write!(f, ", reordering")?;
-        }
-        Ok(())
-    }
-}
 
 /// Which backend applies impairment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -222,20 +141,20 @@ pub fn netem_probe() -> (bool, String) {
     PROBE
         .get_or_init(|| {
             let ns = format!("reckon-probe-{}", std::process::id());
-            if let Err(e) = super::netns::create(&ns) {
+            if let Err(e) = crate::net::netns::create(&ns) {
                 return (false, format!("could not create a test namespace: {e}"));
             }
-            let result = super::netns::open(&ns).and_then(|fd| {
+            let result = crate::net::netns::open(&ns).and_then(|fd| {
                 let mut cmd = std::process::Command::new("tc");
                 cmd.args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
                 unsafe {
                     std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                        super::netns::enter(&fd)
+                        crate::net::netns::enter(&fd)
                     });
                 }
                 cmd.output()
             });
-            let _ = super::netns::delete(&ns);
+            let _ = crate::net::netns::delete(&ns);
             match result {
                 Ok(o) if o.status.success() => (true, String::new()),
                 Ok(o) => (false, String::from_utf8_lossy(&o.stderr).trim().to_string()),

@@ -24,7 +24,7 @@ use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use super::impair::Impairment;
+use super::Impairment;
 
 /// What the engine forwards: written by the network, read by the engine process.
 #[derive(Clone, Debug, Serialize, Deserialize)]

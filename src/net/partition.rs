@@ -1,0 +1,110 @@
+//! Partitions: a cut between two sets of hosts is a drop rule per directed pair of addresses,
+//! installed over OpenFlow on the switch where the source's packets enter the network (so one
+//! rule per pair, whatever the path); a heal removes every rule the network installed. After
+//! either, the datapath's flow cache is purged so the change holds from the next packet.
+
+use super::{openflow, NetError, Network};
+
+impl Network {
+    /// Open OpenFlow connections to every switch now, so that later cuts take effect at once.
+    pub fn connect_switches(&mut self) -> Result<(), NetError> {
+        let rundir = self
+            .ovs
+            .socket
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| "/var/run/openvswitch".into());
+        for b in self.manifest.bridges.clone() {
+            if !self.switches.contains_key(&b) {
+                let c = openflow::OfConn::connect(&rundir, &b)
+                    .map_err(|e| NetError::Impair(format!("OpenFlow connection to {b}: {e}")))?;
+                self.switches.insert(b, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut hosts `a` from hosts `b` (both ways, or only a -> b when `oneway`): drop rules on the
+    /// switch where each source's packets enter. Returns the number of directed pairs cut.
+    pub fn partition(
+        &mut self,
+        a: &[String],
+        b: &[String],
+        oneway: bool,
+    ) -> Result<usize, NetError> {
+        self.connect_switches()?;
+        let topo = &self.manifest.topology;
+        let host = |n: &String| {
+            topo.host(n).ok_or_else(|| NetError::NoSuchHost {
+                host: n.clone(),
+                prefix: self.manifest.prefix.clone(),
+                known: topo
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        };
+        let mut by_bridge: std::collections::BTreeMap<
+            String,
+            Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+        > = Default::default();
+        for x in a {
+            for y in b {
+                let (hx, hy) = (host(x)?, host(y)?);
+                if hx.name == hy.name {
+                    continue;
+                }
+                by_bridge
+                    .entry(format!("{}-{}", self.manifest.prefix, hx.switch))
+                    .or_default()
+                    .push((hx.ip, hy.ip));
+                if !oneway {
+                    by_bridge
+                        .entry(format!("{}-{}", self.manifest.prefix, hy.switch))
+                        .or_default()
+                        .push((hy.ip, hx.ip));
+                }
+            }
+        }
+        let mut n = 0;
+        for (bridge, pairs) in by_bridge {
+            let conn = self.switches.get_mut(&bridge).expect("connected above");
+            conn.drops(&pairs, true)
+                .map_err(|e| NetError::Impair(format!("partition on {bridge}: {e}")))?;
+            n += pairs.len();
+            self.cuts.push((bridge, pairs));
+        }
+        self.purge_datapath()?;
+        Ok(n)
+    }
+
+    /// The switches' rules are in place once the barrier returns, but the datapath keeps
+    /// forwarding cached flows until ovs-vswitchd's revalidators catch up (up to half a second):
+    /// purge the cache, so the next packets are switched under the new rules at once.
+    fn purge_datapath(&self) -> Result<(), NetError> {
+        self.ovs
+            .vswitchd_command("revalidator/purge", &[])
+            .map(|_| ())
+            .map_err(NetError::Ovs)
+    }
+
+    /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
+    pub fn heal(&mut self) -> Result<usize, NetError> {
+        let mut n = 0;
+        for (bridge, pairs) in std::mem::take(&mut self.cuts) {
+            let conn = self
+                .switches
+                .get_mut(&bridge)
+                .expect("cut through this connection");
+            conn.drops(&pairs, false)
+                .map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
+            n += pairs.len();
+        }
+        if n > 0 {
+            self.purge_datapath()?;
+        }
+        Ok(n)
+    }
+}
