@@ -218,6 +218,11 @@ pub struct Instrument {
     pub realtime: bool,
 }
 
+/// The error of an operation not sent because its client was at `--max-in-flight`: recorded at
+/// its intended instant, with no attempt, and left out of the dispatch lag.
+pub const OVERLOADED: &str =
+    "overloaded: not sent, the client had --max-in-flight operations outstanding";
+
 /// The kind of an error, for counting: its first clause, without addresses.
 pub fn error_kind(e: &str) -> String {
     let e = e.to_lowercase();

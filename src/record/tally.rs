@@ -259,7 +259,9 @@ impl Tally {
     fn count(&mut self, r: &OpRecord) {
         let latency = r.latency();
         self.ops += 1;
-        let _ = self.lag.record(us((r.sent - r.intended).max(0.0)));
+        if r.attempts > 0 || r.error != super::OVERLOADED {
+            let _ = self.lag.record(us((r.sent - r.intended).max(0.0)));
+        }
         *self.attempts.entry(r.attempts).or_insert(0) += 1;
         let slot = self.slot(r.intended);
         self.phase_ops[slot] += 1;

@@ -12,10 +12,11 @@
 //! intended start) is recorded, and the summary reports it.
 //!
 //! Overload: each client host has at most `max_in_flight` operations outstanding. An operation
-//! that falls due while its client is at the bound is not sent: it is recorded at once as
-//! failed with the error "overloaded" (see [`OVERLOADED`]). Its latency is zero and it counts as
-//! an error, not as a success, so a client that cannot keep up shows as errors at the instants
-//! they happen rather than as a backlog sent late.
+//! that falls due while its client is at the bound is not sent: it is recorded as failed at its
+//! intended instant with the error "overloaded" (see [`OVERLOADED`]). Its latency is zero, it
+//! counts as an error, not as a success, and not in the dispatch lag (it was not dispatched), so
+//! a client that cannot keep up shows as errors at the instants they happen rather than as a
+//! backlog sent late.
 //!
 //! The thread runs at real-time priority (`SCHED_FIFO` 1) where it may: on a machine shared
 //! with the system under test, a normal thread's wake-ups wait behind the system's threads for
@@ -41,9 +42,7 @@ use crate::workload::Scheduled;
 pub const DISPATCH_SLACK: Duration = Duration::from_micros(500);
 /// How often finished operations go to the recorder.
 pub const BATCH: Duration = Duration::from_millis(50);
-/// The error of an operation not sent because its client was at `--max-in-flight`.
-pub const OVERLOADED: &str =
-    "overloaded: not sent, the client had --max-in-flight operations outstanding";
+pub use crate::record::OVERLOADED;
 
 /// How the open loop runs.
 pub struct DriveOptions {
@@ -126,7 +125,8 @@ pub async fn open_loop(
             }
             let s = schedule.ahead.pop_front().expect("looked at");
             if in_flight.load(Ordering::Relaxed) >= o.max_in_flight {
-                let t = clock::secs_since(o.t0_ns, now);
+                // Not sent: it fails at its own instant, whenever the loop got to it.
+                let t = s.time;
                 push(
                     &shared,
                     record(&s, &name, t, t, Err(OVERLOADED.into()), 0, None),
