@@ -1,10 +1,14 @@
 # `make run`: install what is missing, build, run the default experiment.
 # `make test`: install what is missing, build, run every test (needs root: namespaces, OVS):
 # the Rust tests (reports checked in headless Chromium), then the Python module's.
+# `make docker`: build the image (reckon:latest) and run the default experiment in a
+# container; its results land in results/.
 CARGO ?= cargo
 RECKON := ./target/release/reckon
 
-.PHONY: setup setup-test build run test test-python python bench clean
+IMAGE ?= reckon:latest
+
+.PHONY: setup setup-test build run test test-python python bench clean docker docker-image
 
 setup:
 	scripts/setup.sh
@@ -42,3 +46,17 @@ bench: build
 
 clean:
 	$(RECKON) clean
+
+# The image: the host's release binaries and /opt/reckon on Debian 12 (scripts/docker-image.sh;
+# the base comes from a registry or, with none, from debootstrap: scripts/docker-base.sh).
+docker-image: build
+	scripts/docker-image.sh $(IMAGE)
+
+# The default experiment in a container (privileged: it builds namespaces, veths and bridges
+# inside the container's own network namespace; scripts/docker-run.sh); results to results/
+# on the host.
+docker: docker-image
+	mkdir -p results
+	RECKON_IMAGE=$(IMAGE) scripts/docker-run.sh -v "$$(pwd)/results:/results" $(IMAGE) \
+	  reckon run etcd wan uniform partial-partition --duration 15 \
+	  --result-location /results/docker-run-$$(date +%Y%m%d-%H%M%S)

@@ -18,10 +18,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the emulated network (OVS, iproute2, ethtool, nftables/iptables), the systems
 # under test (etcd, and etcdctl, which reckon asks etcd's members with and `reckon bench client`
-# measures beside reckon; ZooKeeper, with its Java runtime; etcd 3.5 and NATS come from PyPI
+# measures beside reckon; ZooKeeper's jars with a headless Java runtime — Debian's `zookeeper`
+# package adds only service scripts, and pulls in a desktop Java; etcd 3.5 and NATS come from PyPI
 # below), tools used inside hosts (ping, tc,
 # python3 for tests), and the font built into the plots.
-PKGS=(openvswitch-switch etcd-server etcd-client zookeeper iproute2 nftables iptables ethtool
+PKGS=(openvswitch-switch etcd-server etcd-client libzookeeper-java default-jre-headless iproute2
+      nftables iptables ethtool
       iputils-ping procps python3 python3-venv gcc make fonts-dejavu-core)
 if [ "$TEST" = 1 ]; then
   PKGS+=(chromium)
