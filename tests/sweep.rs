@@ -1,6 +1,8 @@
 //! `reckon sweep`: a 2x2x2 grid writes 8 run folders and an 8-row results.csv; a deleted run is
-//! redone and only it; shards split the runs and `sweep merge` joins them; bad plans are refused.
-//! Needs root, OVS and etcd.
+//! redone and only it; a plan that gains a value reruns nothing it had; shards split the runs
+//! and `sweep merge` joins them; a failed run's clean-up spares a network left up; a run
+//! interrupted before it measured shows as interrupted; bad plans are refused. Needs root, OVS
+//! and etcd.
 
 mod common;
 
@@ -66,13 +68,14 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_report_renders(&out.join("report.html"), 4);
     assert!(
-        html.contains("against write_ratio") && html.contains("runs/0000-r0/"),
+        html.contains("against write_ratio") && html.contains(&format!("runs/{}/", &r[0][0])),
         "{}",
         &html[..500.min(html.len())]
     );
     // Delete one run and mark another interrupted: a re-run redoes just those two.
-    std::fs::remove_dir_all(out.join("runs").join("0002-r1")).unwrap();
-    let summary = out.join("runs").join("0001-r0").join("summary.json");
+    let (deleted, marked) = (r[2][0].to_string(), r[1][0].to_string());
+    std::fs::remove_dir_all(out.join("runs").join(&deleted)).unwrap();
+    let summary = out.join("runs").join(&marked).join("summary.json");
     let text_of = std::fs::read_to_string(&summary).unwrap();
     assert!(text_of.contains("\"interrupted\": false"), "{text_of}");
     std::fs::write(
@@ -93,7 +96,7 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
         "{}",
         text(&o)
     );
-    assert!(text(&o).contains("0002-r1") && rows(&out).len() == 8);
+    assert!(text(&o).contains(&deleted) && rows(&out).len() == 8);
     // Two shards, then merged.
     let shards_plan = plan(
         &base.join("s"),
@@ -132,6 +135,158 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
         text(&o)
     );
     assert_eq!(rows(&merged).iter().filter(|r| &r[2] == "ok").count(), 4);
+    assert_clean(p);
+}
+
+/// The parameters a run folder says it ran with: its params.json and its config.json agree.
+fn ran_with(run: &Path) -> (String, String) {
+    let params: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("params.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let wr = params["params"]["write_ratio"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        cfg["workload"]["write_ratio"].as_f64().unwrap(),
+        wr.parse::<f64>().unwrap(),
+        "{}",
+        run.display()
+    );
+    (wr, params["repeat"].to_string())
+}
+
+/// Resume matched runs by their position in the plan: a grid that gained a value shifted the
+/// ids and old folders were taken as done with other parameters. Ids now come from the
+/// parameters, and each folder says what it ran.
+#[test]
+fn a_plan_that_gains_a_value_reruns_nothing_it_had() {
+    let p = "ysg";
+    let _ = opts(p);
+    let base = tmp("grow");
+    let out = base.join("out");
+    let sweep = |grid: &str| {
+        let path = plan(
+            &base,
+            &format!("{SMALL}system = \"etcd\"\n[grid]\nwrite_ratio = {grid}\n"),
+        );
+        reckon(&[
+            "--prefix",
+            p,
+            "sweep",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = sweep("[0.5, 1.0]");
+    assert!(
+        text(&o).contains("2 runs: 0 done before, 2 run now"),
+        "{}",
+        text(&o)
+    );
+    let o = sweep("[0.2, 0.5, 1.0]");
+    assert!(
+        text(&o).contains("3 runs: 2 done before, 1 run now, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    let r = rows(&out);
+    assert_eq!(r.len(), 3);
+    let col = r[0].len();
+    let header = csv::Reader::from_path(out.join("results.csv"))
+        .unwrap()
+        .headers()
+        .unwrap()
+        .clone();
+    let wr = header.iter().position(|h| h == "write_ratio").unwrap();
+    for row in &r {
+        assert_eq!(row.len(), col);
+        assert_eq!(&row[2], "ok", "{row:?}");
+        let (ran, _) = ran_with(&out.join("runs").join(&row[0]));
+        assert_eq!(ran, &row[wr], "{row:?}");
+    }
+    assert_clean(p);
+}
+
+/// A failed run used to be followed by `clean --only <prefix>`, which removed a network the
+/// user had left up under that prefix (the very reason the run failed).
+#[test]
+fn a_failed_runs_clean_up_spares_a_network_left_up() {
+    let p = "ysx";
+    let _ = opts(p);
+    let up = reckon(&["--prefix", p, "topo", "up", "simple", "--number-nodes", "1"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let base = tmp("spare");
+    let path = plan(
+        &base,
+        &format!("{SMALL}system = \"etcd\"\n[grid]\nseed = [1]\n"),
+    );
+    let out = base.join("out");
+    let o = reckon(&[
+        "--prefix",
+        p,
+        "sweep",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text(&o).contains("1 failed"), "{}", text(&o));
+    assert_eq!(&rows(&out)[0][2], "failed");
+    assert!(
+        sh("ip netns list").contains(&format!("{p}-h1")),
+        "the network left up is still up"
+    );
+    assert!(reckon(&["--prefix", p, "topo", "down"]).status.success());
+    assert_clean(p);
+}
+
+/// A run interrupted before its first operation showed as "failed" in results.csv.
+#[test]
+fn a_run_interrupted_before_it_measured_shows_as_interrupted() {
+    let p = "ysi";
+    let _ = opts(p);
+    let base = tmp("intr");
+    let path = plan(
+        &base,
+        &format!("{SMALL}system = \"etcd\"\n[grid]\nseed = [1, 2]\n"),
+    );
+    let out = base.join("out");
+    // The sweep and its runs in a process group of their own, as at a terminal: Ctrl-C
+    // reaches them all.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "--prefix",
+        p,
+        "sweep",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().unwrap();
+    // While the first run builds its network or starts its cluster.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sh("ip netns list").contains(&format!("{p}-h1")) {
+        assert!(std::time::Instant::now() < deadline, "the first run starts");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-(child.id() as i32)),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let statuses: Vec<String> = rows(&out).iter().map(|r| r[2].to_string()).collect();
+    assert!(
+        statuses.contains(&"interrupted".to_string()),
+        "{statuses:?}: {}",
+        text(&o)
+    );
+    assert!(!statuses.contains(&"failed".to_string()), "{statuses:?}");
     assert_clean(p);
 }
 

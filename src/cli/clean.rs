@@ -6,11 +6,15 @@ use anyhow::Result;
 use super::Ctx;
 use crate::net;
 
-pub(super) fn exec(ctx: &Ctx, only: Option<String>) -> Result<u8> {
+pub(super) fn exec(ctx: &Ctx, only: Option<String>, owner: Option<u32>) -> Result<u8> {
     if let Some(p) = &only {
         net::validate_prefix(p)?;
     }
-    let (cleaned, skipped) = net::clean(only.as_deref(), &ctx.ovs)?;
+    let scope = net::CleanScope {
+        prefix: only.as_deref(),
+        owner,
+    };
+    let (cleaned, skipped) = net::clean(scope, &ctx.ovs)?;
     let mut failed = false;
     for c in &cleaned {
         let what = if c.crashed {

@@ -55,6 +55,10 @@ enum Cmd {
         /// Only the network with this prefix (default: all of them).
         #[arg(long = "only")]
         only: Option<String>,
+        /// Only what the reckon process with this pid created and left behind (how a sweep
+        /// cleans after a run that crashed, without touching a network left up on purpose).
+        #[arg(long, value_name = "PID")]
+        owner: Option<u32>,
     },
     /// Check this machine can run experiments, and say how to fix what is missing.
     Doctor,
@@ -162,7 +166,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Run(a) => run::run_experiment(&ctx.prefix, &a),
         Cmd::Sweep(a) => sweep::exec(&ctx, a),
         Cmd::Report { dir } => report::exec(&dir),
-        Cmd::Clean { only } => clean::exec(&ctx, only),
+        Cmd::Clean { only, owner } => clean::exec(&ctx, only, owner),
         Cmd::Doctor => doctor::exec(&ctx),
         Cmd::Bench(b) => bench::exec(&ctx, b),
         Cmd::ImpairEngine { spec } => engine::exec(&spec),

@@ -71,7 +71,8 @@ pub(super) struct RunArgs {
     /// Failure detector timeout, seconds (etcd: election timeout).
     #[arg(long, default_value_t = 1.0)]
     failure_timeout: f64,
-    /// Where the results go (default: results/<system>-<topology>-<workload>-<fault>-<time>).
+    /// Where the results go: a new folder, or one a run left before it started measuring
+    /// (default: results/<system>-<topology>-<workload>-<fault>-<time>-<pid>).
     #[arg(long)]
     result_location: Option<PathBuf>,
     /// Seed of the workload's schedule and the links' jitter and loss.
@@ -173,8 +174,23 @@ pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
         crate::run::debug_shell(&spec, stdin.lock(), std::io::stdout())?;
         return Ok(0);
     }
-    let outcome = crate::run::run(&spec)?;
+    let outcome = match crate::run::run(&spec) {
+        Ok(o) => o,
+        // Stopped before measuring (while building, starting the cluster, writing the
+        // prerequisites): everything built is gone; say so and exit as interrupted.
+        Err(e) if crate::signals::interrupted() => {
+            eprintln!("reckon: interrupted before the run started measuring ({e}); everything it built is torn down");
+            return Ok(130);
+        }
+        Err(e) => return Err(e.into()),
+    };
     print_outcome(&spec, &outcome);
+    if let Some(why) = &outcome.summary.incomplete {
+        eprintln!(
+            "reckon: the results are incomplete: {why}; summary.json counts every operation (and says so)"
+        );
+        return Ok(1);
+    }
     if outcome.summary.interrupted {
         eprintln!(
             "reckon: interrupted at {:.1} s of {:.1}: the results up to then are in {}",
@@ -250,8 +266,12 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         .unwrap_or(0);
     let result_dir = a.result_location.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
-            "results/{}-{}-{}-{}-{stamp}",
-            a.system, a.topology, a.workload, fault.name
+            "results/{}-{}-{}-{}-{stamp}-{}",
+            a.system,
+            a.topology,
+            a.workload,
+            fault.name,
+            std::process::id()
         ))
     });
     let spec = crate::run::RunSpec {

@@ -211,6 +211,9 @@ pub async fn create_bucket(
     };
     let mut last = String::from("no attempt");
     while tokio::time::Instant::now() < deadline {
+        if crate::signals::interrupted() {
+            return Err("interrupted".into());
+        }
         let attempt = async {
             let client = options()
                 .connect(servers.clone())

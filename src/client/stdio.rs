@@ -109,7 +109,7 @@ pub struct StdioClient {
     pub id: u32,
     pub host: String,
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<Input>,
     rx: Receiver<io::Result<Option<Message>>>,
     stderr: PathBuf,
 }
@@ -180,7 +180,17 @@ impl StdioClient {
         Ok(StdioClient {
             id,
             host: host.into(),
-            stdin: child.stdin.take(),
+            stdin: child
+                .stdin
+                .take()
+                .map(Input::new)
+                .transpose()
+                .map_err(|e| ClientError::Protocol {
+                    id,
+                    host: host.into(),
+                    what: format!("its input: {e}"),
+                    stderr: String::new(),
+                })?,
             child,
             rx,
             stderr: stderr_log.into(),
@@ -220,10 +230,25 @@ impl StdioClient {
         self.send(&Message::Preload { prereq, operation })
     }
 
-    /// Say the preload is over and wait for `ready` (the client does the prerequisites first).
+    /// Say the preload is over and wait for `ready` (the client does the prerequisites first);
+    /// a Ctrl-C ends the wait.
     pub fn finalise(&mut self, timeout: Duration) -> Result<(), ClientError> {
         self.send(&Message::Finalise)?;
-        match self.rx.recv_timeout(timeout) {
+        let deadline = std::time::Instant::now() + timeout;
+        let answer = loop {
+            match self.rx.recv_timeout(POLL) {
+                Err(RecvTimeoutError::Timeout)
+                    if !crate::signals::interrupted() && std::time::Instant::now() < deadline =>
+                {
+                    continue
+                }
+                Err(RecvTimeoutError::Timeout) if crate::signals::interrupted() => {
+                    return Err(self.fail("interrupted while waiting for ready"))
+                }
+                other => break other,
+            }
+        };
+        match answer {
             Ok(Ok(Some(Message::Ready))) => Ok(()),
             Ok(Ok(Some(other))) => {
                 Err(self.fail(format!("expected ready, got {}", kind_of(&other))))
@@ -290,6 +315,64 @@ impl StdioClient {
             std::thread::sleep(Duration::from_millis(10));
         }
         String::new()
+    }
+}
+
+/// How often a wait looks for a Ctrl-C.
+const POLL: Duration = Duration::from_millis(100);
+/// A client that takes nothing from its input for this long is given up.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The client's input, written without blocking for good: a write waits for the pipe to take
+/// something for at most [`SEND_TIMEOUT`] (a client that never reads its input would
+/// otherwise hold the run forever once the pipe is full), and gives up at once on a Ctrl-C.
+struct Input {
+    pipe: ChildStdin,
+}
+
+impl Input {
+    fn new(pipe: ChildStdin) -> io::Result<Input> {
+        use std::os::fd::AsRawFd;
+        let fd = pipe.as_raw_fd();
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Input { pipe })
+    }
+}
+
+impl Write for Input {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + SEND_TIMEOUT;
+        loop {
+            match self.pipe.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if crate::signals::interrupted() {
+                        // Not ErrorKind::Interrupted: write_all would try again.
+                        return Err(io::Error::other("interrupted"));
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("it read nothing of its input for {SEND_TIMEOUT:?}"),
+                        ));
+                    }
+                    let mut p = libc::pollfd {
+                        fd: self.pipe.as_raw_fd(),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    unsafe { libc::poll(&mut p, 1, POLL.as_millis() as i32) };
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -161,6 +161,10 @@ pub struct Fault {
     pub events: Vec<Event>,
 }
 
+/// The shortest period a flapping partition may have, seconds: every cut and heal is applied
+/// over OpenFlow and followed by a purge of the switches' flow caches, a few milliseconds each.
+pub const MIN_FLAP_S: f64 = 0.01;
+
 /// What the timeline depends on from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
@@ -292,8 +296,16 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
                 }
                 let period = time_of(flap, p, "flap").map_err(bad)?;
                 let until = time_of(until, p, "until").map_err(bad)?;
-                if period <= 0.0 {
-                    return Err(bad("flap period must be more than 0 (--mtbf)".into()));
+                if until > p.duration + 1e-9 {
+                    return Err(bad(format!(
+                        "until = {until:.3} s is after the end of the run (--duration {})",
+                        p.duration
+                    )));
+                }
+                if !(period >= MIN_FLAP_S) {
+                    return Err(bad(format!(
+                        "flap period {period} s (--mtbf when flap = \"mtbf\"): give at least {MIN_FLAP_S} s; a cut or a heal takes milliseconds to apply (OpenFlow rules, then the switches' flow caches), so a shorter period is not a fault reckon can play"
+                    )));
                 }
                 let mut t = at;
                 let mut cut = true;

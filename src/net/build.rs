@@ -165,7 +165,15 @@ pub(super) fn ensure_free(m: &Manifest, db: &mut ovs::Ovsdb) -> Result<(), NetEr
     }
     let existing = db.bridges()?;
     if let Some(b) = m.bridges.iter().find(|b| existing.contains(b)) {
-        return Err(NetError::Exists(format!("Open vSwitch bridge {b}")));
+        let ours = db
+            .reckon_bridges()?
+            .into_iter()
+            .any(|(n, p)| n == *b && p == m.prefix);
+        return Err(if ours {
+            NetError::Unrecorded(b.clone())
+        } else {
+            NetError::Exists(format!("Open vSwitch bridge {b}"))
+        });
     }
     Ok(())
 }
@@ -374,7 +382,7 @@ impl Network {
             bridges[idx(&l.a)].ports.push(a);
             bridges[idx(&l.b)].ports.push(b);
         }
-        db.add_bridges(&bridges, datapath)?;
+        db.add_bridges(&bridges, datapath, &prefix)?;
         self.timings.switches = t.elapsed();
         Ok(())
     }

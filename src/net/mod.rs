@@ -31,7 +31,7 @@ pub use build::{host_mac, link_group};
 pub use impair::control::{engine_bin, impairment_stats, set_impairment, spawn_engine};
 pub use ovs::{Datapath, OvsConfig};
 use registry::{Claim, Manifest};
-pub use teardown::{clean, down, teardown, Cleaned, Removed};
+pub use teardown::{clean, down, teardown, CleanScope, Cleaned, Removed};
 
 use crate::topology::Topology;
 
@@ -55,6 +55,8 @@ pub enum NetError {
     Claim(#[from] registry::ClaimError),
     #[error("{0} already exists but no reckon run of this prefix owns it; remove it by hand or choose another --prefix")]
     Exists(String),
+    #[error("Open vSwitch bridge {0} was made by a reckon network whose record is gone (the registry in /run/reckon does not survive a reboot); `reckon clean` removes it")]
+    Unrecorded(String),
     #[error("host {host}: {what}: {source}")]
     Host {
         host: String,

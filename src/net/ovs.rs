@@ -288,12 +288,34 @@ impl Ovsdb {
             .collect())
     }
 
+    /// Bridges tagged as reckon's (`external_ids:reckon-prefix`): (name, prefix).
+    pub fn reckon_bridges(&mut self) -> Result<Vec<(String, String)>, OvsError> {
+        let r = self.transact(vec![
+            json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name", "external_ids"]}),
+        ])?;
+        Ok(rows(&r[0])
+            .filter_map(|row| {
+                let name = row["name"].as_str()?;
+                // An OVSDB map: ["map", [[key, value], ...]].
+                let prefix = row["external_ids"][1]
+                    .as_array()?
+                    .iter()
+                    .find(|kv| kv[0] == TAG)?[1]
+                    .as_str()?;
+                Some((name.to_string(), prefix.to_string()))
+            })
+            .collect())
+    }
+
     /// Create bridges (standalone, on `datapath`) with their ports in one transaction, wait until
-    /// ovs-vswitchd has applied it, and check every port opened.
+    /// ovs-vswitchd has applied it, and check every port opened. Each bridge is tagged with
+    /// `external_ids:reckon-prefix=<prefix>`, so `reckon clean` finds it even when the run's
+    /// record is gone.
     pub fn add_bridges(
         &mut self,
         bridges: &[BridgeSpec],
         datapath: Datapath,
+        prefix: &str,
     ) -> Result<(), OvsError> {
         let mut ops = Vec::new();
         let mut bridge_refs = Vec::new();
@@ -312,6 +334,7 @@ impl Ovsdb {
             ops.push(
                 json!({"op": "insert", "table": "Bridge", "uuid-name": bref, "row": {
                 "name": b.name, "datapath_type": datapath.ovsdb_name(), "fail_mode": "standalone",
+                "external_ids": ["map", [[TAG, prefix]]],
                 "ports": ["set", port_refs]}}),
             );
             bridge_refs.push(json!(["named-uuid", bref]));
@@ -411,6 +434,9 @@ impl Ovsdb {
         }
     }
 }
+
+/// The key of the `external_ids` entry that marks a bridge as reckon's; its value is the prefix.
+pub const TAG: &str = "reckon-prefix";
 
 fn rows(result: &Value) -> impl Iterator<Item = &Value> {
     result["rows"].as_array().into_iter().flatten()

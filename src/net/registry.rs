@@ -154,7 +154,9 @@ pub fn rewrite(m: &Manifest) -> io::Result<()> {
     fs::rename(&tmp, manifest_path(&m.prefix))
 }
 
-/// Every prefix that has a manifest.
+/// Every prefix that has a manifest: `<prefix>.json` where `<prefix>` is a valid prefix. The
+/// registry holds other files besides (the engine's `<prefix>.impair.json`, temporary files),
+/// which are not manifests.
 pub fn prefixes() -> Vec<String> {
     let Ok(rd) = fs::read_dir(dir()) else {
         return Vec::new();
@@ -165,6 +167,7 @@ pub fn prefixes() -> Vec<String> {
             e.file_name()
                 .to_str()?
                 .strip_suffix(".json")
+                .filter(|p| super::validate_prefix(p).is_ok())
                 .map(String::from)
         })
         .collect();

@@ -160,20 +160,43 @@ pub struct Cleaned {
     pub crashed: bool,
 }
 
-/// Remove every network no live reckon process owns (crashed runs and `topo up` leftovers).
-/// With `only`, just that prefix. Networks of live runs are skipped and listed in the second value.
-pub fn clean(only: Option<&str>, ovs: &OvsConfig) -> Result<(Vec<Cleaned>, Vec<String>), NetError> {
+/// Which networks `clean` removes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CleanScope<'a> {
+    /// Only the network with this prefix.
+    pub prefix: Option<&'a str>,
+    /// Only a network that this process created and left behind (a sweep cleaning after a
+    /// run that crashed; never a network left up on purpose, or another run's).
+    pub owner: Option<u32>,
+}
+
+/// Remove every network no live reckon process owns (crashed runs and `topo up` leftovers),
+/// within `scope`. Networks of live runs are skipped and listed in the second value. A prefix
+/// whose record cannot be read is reported among the first and the others are still cleaned.
+pub fn clean(scope: CleanScope, ovs: &OvsConfig) -> Result<(Vec<Cleaned>, Vec<String>), NetError> {
     require_root()?;
     let mut done = Vec::new();
     let mut skipped = Vec::new();
-    let prefixes = match only {
+    let prefixes = match scope.prefix {
         Some(p) => vec![p.to_string()],
         None => registry::prefixes(),
     };
     for p in prefixes {
-        match Claim::take_over(&p).map_err(NetError::Registry)? {
+        let taken = match Claim::take_over(&p) {
+            Ok(t) => t,
+            Err(e) => {
+                done.push(Cleaned {
+                    prefix: p,
+                    result: Err(NetError::Registry(e)),
+                    crashed: false,
+                });
+                continue;
+            }
+        };
+        match taken {
             None => skipped.push(p),
             Some((_, None)) => {}
+            Some((_, Some(m))) if scope.owner.is_some() && m.owner != scope.owner => {}
             Some((claim, Some(m))) => {
                 let result = teardown(&claim, &m, ovs);
                 done.push(Cleaned {
@@ -184,5 +207,45 @@ pub fn clean(only: Option<&str>, ovs: &OvsConfig) -> Result<(Vec<Cleaned>, Vec<S
             }
         }
     }
+    if scope.owner.is_none() {
+        done.extend(clean_unrecorded(scope.prefix, ovs));
+    }
     Ok((done, skipped))
+}
+
+/// Bridges reckon tagged in OVSDB (`external_ids:reckon-prefix`) whose network has no record
+/// and no live owner: they outlive a reboot, which empties the registry (it is on tmpfs), while
+/// the namespaces and veths go with the old kernel.
+fn clean_unrecorded(only: Option<&str>, ovs: &OvsConfig) -> Vec<Cleaned> {
+    let Ok(mut db) = ovs.connect_or_start() else {
+        return Vec::new();
+    };
+    let tagged = db.reckon_bridges().unwrap_or_default();
+    let mut by_prefix: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (bridge, prefix) in tagged {
+        if only.is_none_or(|o| o == prefix) {
+            by_prefix.entry(prefix).or_default().push(bridge);
+        }
+    }
+    let mut done = Vec::new();
+    for (prefix, bridges) in by_prefix {
+        // A live network, or one with a record, is the registry's business.
+        let Ok(Some((claim, None))) = Claim::take_over(&prefix) else {
+            continue;
+        };
+        let result = db
+            .del_bridges(&bridges)
+            .map(|_| Removed {
+                bridges: bridges.len(),
+                ..Default::default()
+            })
+            .map_err(NetError::Ovs);
+        drop(claim);
+        done.push(Cleaned {
+            prefix,
+            result,
+            crashed: true,
+        });
+    }
+    done
 }

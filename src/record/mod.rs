@@ -69,29 +69,64 @@ pub struct FaultRecord {
 /// Streams operations to `ops.csv`, flushing at most every 100 ms.
 pub struct OpWriter {
     w: csv::Writer<BufWriter<File>>,
+    path: std::path::PathBuf,
     last_flush: std::time::Instant,
+    /// Writes that failed, and the first failure.
+    failures: u64,
+    first_failure: Option<String>,
 }
 
 impl OpWriter {
     pub fn create(dir: &Path) -> std::io::Result<OpWriter> {
-        let f = File::create(dir.join("ops.csv"))?;
+        let path = dir.join("ops.csv");
+        let f = File::create(&path)?;
         Ok(OpWriter {
             w: csv::Writer::from_writer(BufWriter::new(f)),
+            path,
             last_flush: std::time::Instant::now(),
+            failures: 0,
+            first_failure: None,
         })
     }
 
-    pub fn write(&mut self, r: &OpRecord) -> std::io::Result<()> {
-        self.w.serialize(r).map_err(std::io::Error::other)?;
-        if self.last_flush.elapsed() > Duration::from_millis(100) {
-            self.flush()?;
+    /// Add a record (flushed every 100 ms). A failure is kept for [`OpWriter::finish`] and the
+    /// run goes on: the figures still count the operation.
+    pub fn write(&mut self, r: &OpRecord) {
+        if let Err(e) = self.w.serialize(r) {
+            self.failed(e.to_string());
         }
-        Ok(())
+        if self.last_flush.elapsed() > Duration::from_millis(100) {
+            self.flush();
+        }
     }
 
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self) {
         self.last_flush = std::time::Instant::now();
-        self.w.flush()
+        if let Err(e) = self.w.flush() {
+            self.failed(e.to_string());
+        }
+    }
+
+    fn failed(&mut self, e: String) {
+        self.failures += 1;
+        self.first_failure.get_or_insert(e);
+    }
+
+    /// Flush, and say whether ops.csv holds all `ops` operations: `None` if every write
+    /// succeeded, else what went wrong. After a failed write the file may lack rows, or hold a
+    /// row twice or cut short (a buffer written again after a partial write), so any failure
+    /// marks it; its rows are counted for the message.
+    pub fn finish(mut self, ops: u64) -> Option<String> {
+        self.flush();
+        let first = self.first_failure.take()?;
+        let (failures, path) = (self.failures, self.path.clone());
+        drop(self);
+        let rows = csv::Reader::from_path(path)
+            .map(|mut r| r.records().filter(|r| r.is_ok()).count() as u64)
+            .unwrap_or(0);
+        Some(format!(
+            "ops.csv holds {rows} rows for the {ops} operations and may lack or garble some: writing it failed {failures} times (first: {first})"
+        ))
     }
 }
 
@@ -193,6 +228,10 @@ pub struct Summary {
     /// What the run cost reckon itself (built-in clients).
     #[serde(default)]
     pub instrument: Option<Instrument>,
+    /// Set when ops.csv could not be written in full (a full disk, say): what went wrong. The
+    /// figures here count every operation; ops.csv may lack some of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 /// reckon's own cost during a run: it shares the machine with the system it measures.
@@ -469,9 +508,9 @@ mod tests {
         let mut w = OpWriter::create(&dir).unwrap();
         let rows = vec![op(0, 0.0, 0.5, true), op(1, 0.1, 0.2, false)];
         for r in &rows {
-            w.write(r).unwrap();
+            w.write(r);
         }
-        w.flush().unwrap();
+        assert_eq!(w.finish(2), None, "written in full");
         assert_eq!(read_ops(&dir.join("ops.csv")).unwrap(), rows);
     }
 

@@ -527,6 +527,7 @@ impl Tally {
             attempts: self.attempts.clone(),
             dispatch_lag_ms: percentiles(&self.lag),
             instrument: None,
+            incomplete: None,
         };
         if let Some(dir) = dir {
             self.write_timeseries(&dir.join("timeseries.csv"), covered)?;

@@ -90,6 +90,13 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
             config["workload"]["duration"].as_f64().map(|d| d.to_string()).unwrap_or_else(|| "?".into())
         );
     }
+    if let Some(why) = &s.incomplete {
+        let _ = write!(
+            h,
+            "<p><strong>Incomplete results</strong>: {}. The figures count every operation; ops.csv lacks some.</p>",
+            esc(why)
+        );
+    }
     let _ = write!(
         h,
         "<table><tr><th>operations</th><th>ok</th><th>errors</th><th>ok/s</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>longest gap s</th></tr>\

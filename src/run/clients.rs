@@ -179,7 +179,10 @@ pub fn start(
     })
 }
 
-/// Write every key once (empty value) from `host`, 64 at a time.
+const INTERRUPTED: &str = "interrupted";
+
+/// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
+/// two batches.
 pub fn prerequisites(
     net: &Network,
     host: &str,
@@ -203,6 +206,9 @@ pub fn prerequisites(
             let mut keys = w.prerequisites();
             let (mut count, mut first) = (0u64, None);
             loop {
+                if crate::signals::interrupted() {
+                    return Err(INTERRUPTED.to_string());
+                }
                 let chunk: Vec<String> = keys.by_ref().take(64).collect();
                 if chunk.is_empty() {
                     break;
@@ -232,7 +238,10 @@ pub fn prerequisites(
         })
     })
     .map_err(|e| RunError::Bad(format!("{host}: enter namespace: {e}")))?;
-    let (count, first) = written.map_err(RunError::Bad)?;
+    let (count, first) = written.map_err(|e| match e.as_str() {
+        INTERRUPTED => RunError::Interrupted,
+        _ => RunError::Bad(e),
+    })?;
     if let Some(first) = first {
         return Err(RunError::Bad(format!(
             "{count} of the prerequisite writes failed, first: {first}"

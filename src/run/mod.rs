@@ -13,6 +13,7 @@ mod clients;
 pub mod drive;
 pub mod external;
 pub mod faults;
+mod folder;
 mod messages;
 mod shell;
 
@@ -105,11 +106,9 @@ pub enum RunError {
     System(#[from] crate::system::SystemError),
     #[error("result location {path}: {error}")]
     Results { path: String, error: String },
+    #[error("interrupted before the run started measuring: nothing was measured")]
+    Interrupted,
 }
-
-/// Bytes a row of ops.csv takes, about (numbers, names, an endpoint; errors are longer but
-/// rarer). With the free space of the result location, it refuses runs the disk cannot hold.
-const ROW_BYTES: u64 = 120;
 
 /// Check what can be checked before anything is built.
 pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
@@ -149,42 +148,6 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
             "--max-in-flight 0: give at least 1 operation per client".into(),
         ));
     }
-    let dir = &spec.result_dir;
-    let results = |error: String| RunError::Results {
-        path: dir.display().to_string(),
-        error,
-    };
-    if dir.join("ops.csv").exists() {
-        return Err(results(
-            "already holds a run's results (ops.csv); choose another --result-location".into(),
-        ));
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| results(format!("{e}; choose a writable --result-location")))?;
-    let probe = dir.join(".reckon-write-test");
-    std::fs::write(&probe, b"").map_err(|e| {
-        results(format!(
-            "not writable: {e}; choose another --result-location"
-        ))
-    })?;
-    let _ = std::fs::remove_file(probe);
-    // Will ops.csv fit?
-    if let Ok(st) = nix::sys::statvfs::statvfs(dir) {
-        // The block counts' types differ between architectures.
-        #[allow(clippy::unnecessary_cast)]
-        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
-        let need = spec.workload.expected_ops() * ROW_BYTES;
-        if need > free {
-            return Err(results(format!(
-                "--rate {} for --duration {} s makes about {} operations, about {} MB of ops.csv, and only {} MB are free there; shorten the run, lower the rate or choose another --result-location",
-                spec.workload.rate,
-                spec.workload.duration,
-                spec.workload.expected_ops(),
-                need / 1_000_000,
-                free / 1_000_000
-            )));
-        }
-    }
     Ok(())
 }
 
@@ -200,6 +163,8 @@ pub struct RunOutcome {
 /// Run the experiment. Everything built is torn down on every exit path.
 pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     validate(spec)?;
+    // Held until the run ends: no other run writes into this folder meanwhile.
+    let _folder = folder::claim(&spec.result_dir, &spec.workload)?;
     write_config(spec)?;
     eprintln!(
         "reckon: building {} ({} hosts)…",
@@ -320,12 +285,13 @@ pub fn measure(
         op_timeout: spec.op_timeout.as_secs_f64(),
     });
     let recorder = std::thread::spawn(move || {
-        let mut steady_ops = 0u64;
+        let (mut steady_ops, mut ops) = (0u64, 0u64);
         for m in rx {
             match m {
                 Msg::Ops(batch) => {
                     for r in batch {
-                        let _ = writer.write(&r);
+                        writer.write(&r);
+                        ops += 1;
                         if r.intended >= steady.0 && r.intended < steady.1 {
                             steady_ops += 1;
                         }
@@ -335,8 +301,8 @@ pub fn measure(
                 Msg::Fault(f) => tally.fault(&f),
             }
         }
-        let _ = writer.flush();
-        (tally, steady_ops)
+        let incomplete = writer.finish(ops);
+        (tally, steady_ops, incomplete)
     });
 
     // Every client gets ready (connected; an external one has its operations), then all start
@@ -447,7 +413,7 @@ pub fn measure(
         let _ = p.join();
     }
     let metered = meter.join().ok().flatten();
-    let (tally, steady_ops) = recorder
+    let (tally, steady_ops, incomplete) = recorder
         .join()
         .map_err(|_| RunError::Bad("the recorder panicked".into()))?;
     faults_written.map_err(results)?;
@@ -470,6 +436,7 @@ pub fn measure(
             realtime,
         });
     }
+    summary.incomplete = incomplete;
     record::write_summary(&dir, &summary).map_err(results)?;
     let title = format!(
         "{} / {} / {} / {}",

@@ -1,8 +1,10 @@
 //! `reckon sweep <plan.toml>`: a grid over run parameters, with repeats, in a shuffled order;
 //! one folder per run under `<out>/runs/`, and `<out>/results.csv` with a row per run
-//! (parameters + summary figures). Resumable: a run whose folder holds a summary is not run
-//! again; a run that fails is recorded and the sweep goes on. `--shard i/n` runs the i-th of n
-//! disjoint slices, and `reckon sweep merge` joins the slices' results.
+//! (parameters + summary figures). A run's id comes from its parameters and repeat, and its
+//! folder holds them (`params.json`), so a plan can grow: on resume a run whose folder holds a
+//! summary of the same parameters is not run again, whatever else the plan gained. A run that
+//! fails is recorded and the sweep goes on. `--shard i/n` runs the i-th of n disjoint slices,
+//! and `reckon sweep merge` joins the slices' results.
 //!
 //! Each run is `reckon run` in a process of its own, so a run that crashes cannot take the
 //! sweep with it, and every run is cleaned up by the same code as a single run.
@@ -68,9 +70,35 @@ fn yes() -> bool {
 pub struct Point {
     /// Its position in the plan before shuffling: shards are `index % n`.
     pub index: usize,
+    /// From its parameters and repeat ([`point_id`]): the name of its folder.
     pub id: String,
     pub repeat: u32,
     pub params: BTreeMap<String, String>,
+}
+
+/// What a run's folder says it ran (`params.json`), and how its process ended.
+#[derive(Debug, PartialEq, serde::Serialize, Deserialize)]
+struct Ran {
+    params: BTreeMap<String, String>,
+    repeat: u32,
+    /// The run's exit status (130: interrupted; -1: killed by a signal).
+    #[serde(default)]
+    exit: Option<i32>,
+}
+
+/// `reckon run`'s exit status when it was interrupted (Ctrl-C, SIGTERM).
+const INTERRUPTED: i32 = 130;
+
+/// A run's id: a hash (64-bit FNV-1a, stable across versions and machines) of its parameters
+/// and repeat, so the same run keeps its id when the plan gains or loses others.
+pub fn point_id(params: &BTreeMap<String, String>, repeat: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in params {
+        for b in k.bytes().chain([b'=']).chain(v.bytes()).chain([b'\n']) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{:012x}-r{repeat}", h >> 16)
 }
 
 /// A plan, expanded.
@@ -156,11 +184,11 @@ fn expand(f: PlanFile, origin: &str) -> Result<Plan, String> {
             .collect();
     }
     let mut points = Vec::new();
-    for (i, params) in combos.iter().enumerate() {
+    for params in &combos {
         for r in 0..f.repeats {
             points.push(Point {
                 index: points.len(),
-                id: format!("{i:04}-r{r}"),
+                id: point_id(params, r),
                 repeat: r,
                 params: params.clone(),
             });
@@ -211,10 +239,10 @@ pub fn run(
             break;
         }
         let dir = out.join("runs").join(&p.id);
-        let status = if finished(&dir) {
+        let status = if finished(&dir, p) {
             "done before".to_string()
         } else {
-            let _ = std::fs::remove_dir_all(&dir);
+            make_room(&dir, p)?;
             let mut args: Vec<String> = vec!["--prefix".into(), prefix.into(), "run".into()];
             args.extend(POSITIONAL.iter().map(|k| p.params[*k].clone()));
             for (key, v) in &p.params {
@@ -224,18 +252,33 @@ pub fn run(
                 }
             }
             args.extend(["--result-location".into(), dir.display().to_string()]);
-            let o = bin
+            let child = bin
                 .command()
                 .args(&args)
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .map_err(|e| format!("could not run {bin}: {e}"))?;
+            let pid = child.id();
+            let o = child
+                .wait_with_output()
+                .map_err(|e| format!("{bin}: {e}"))?;
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
+            // Killed by a signal: no code; -1 says it ended all the same.
+            write_ran(&dir, p, Some(o.status.code().unwrap_or(-1)));
             if o.status.success() {
                 "ok".to_string()
+            } else if o.status.code() == Some(INTERRUPTED) {
+                "interrupted".to_string()
             } else {
-                // Whatever the run left (it cleans up after itself; this is for a crash).
-                let _ = bin.command().args(["clean", "--only", prefix]).output();
+                // Whatever that run's own process left (it cleans up after itself; this is
+                // for a crash): never a network someone left up under the same prefix.
+                let _ = bin
+                    .command()
+                    .args(["--prefix", prefix, "clean", "--only", prefix])
+                    .args(["--owner", &pid.to_string()])
+                    .output();
                 let err = String::from_utf8_lossy(&o.stderr);
                 format!(
                     "failed: {}",
@@ -257,9 +300,44 @@ pub fn run(
     Ok(done)
 }
 
-/// Whether a run's folder holds a finished run: a summary, of a run that was not interrupted.
-fn finished(dir: &Path) -> bool {
-    read_summary(dir).is_some_and(|s| !s.interrupted)
+/// Whether a run's folder holds this point's finished run: its parameters, and a summary of a
+/// run that was not interrupted.
+fn finished(dir: &Path, p: &Point) -> bool {
+    ran(dir).is_some_and(|r| r.params == p.params && r.repeat == p.repeat)
+        && read_summary(dir).is_some_and(|s| !s.interrupted && s.incomplete.is_none())
+}
+
+fn ran(dir: &Path) -> Option<Ran> {
+    serde_json::from_slice(&std::fs::read(dir.join("params.json")).ok()?).ok()
+}
+
+fn write_ran(dir: &Path, p: &Point, exit: Option<i32>) {
+    let r = Ran {
+        params: p.params.clone(),
+        repeat: p.repeat,
+        exit,
+    };
+    if let Ok(b) = serde_json::to_vec_pretty(&r) {
+        let _ = std::fs::write(dir.join("params.json"), b);
+    }
+}
+
+/// Clear `dir` for a run of `p`: what an unfinished run of `p` left goes; a folder of other
+/// parameters (ids are hashes: a hand-made folder, or a collision) is moved aside, not lost.
+fn make_room(dir: &Path, p: &Point) -> Result<(), String> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let ours = ran(dir).is_some_and(|r| r.params == p.params && r.repeat == p.repeat);
+    if ours || std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
+        let _ = std::fs::remove_dir_all(dir);
+        return Ok(());
+    }
+    let aside = (1..)
+        .map(|k| dir.with_extension(format!("other-{k}")))
+        .find(|d| !d.exists())
+        .expect("a free name");
+    std::fs::rename(dir, &aside).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 fn read_summary(dir: &Path) -> Option<Summary> {
@@ -313,16 +391,20 @@ pub fn write_results(
     header.extend(FIGURES.iter().map(|s| s.to_string()));
     w.write_record(&header).map_err(|e| e.to_string())?;
     let mut points: Vec<&Point> = plan.points.iter().filter(|p| in_shard(p, shard)).collect();
-    points.sort_by(|a, b| a.id.cmp(&b.id));
+    points.sort_by_key(|p| p.index);
     for p in points {
         let dir = out.join("runs").join(&p.id);
-        let summary = read_summary(&dir);
-        let status = match (&summary, dir.join("run.log").exists()) {
-            (Some(s), _) if s.interrupted => "interrupted".to_string(),
-            (Some(_), _) => "ok".to_string(),
-            (None, true) => "failed".to_string(),
-            (None, false) => "not run".to_string(),
-        };
+        let said = ran(&dir).filter(|r| r.params == p.params && r.repeat == p.repeat);
+        let summary = read_summary(&dir).filter(|_| said.is_some());
+        let status = match (&summary, said.and_then(|r| r.exit)) {
+            (Some(s), _) if s.interrupted => "interrupted",
+            (Some(s), _) if s.incomplete.is_some() => "incomplete",
+            (Some(_), _) => "ok",
+            (None, Some(INTERRUPTED)) => "interrupted",
+            (None, Some(_)) => "failed",
+            (None, None) => "not run",
+        }
+        .to_string();
         let mut row = vec![p.id.clone(), p.repeat.to_string(), status];
         row.extend(
             plan.columns

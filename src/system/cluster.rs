@@ -344,18 +344,22 @@ impl Cluster {
                     options: &self.def.client,
                     within: deadline,
                 })
-                .map_err(|e| {
-                    SystemError::Other(format!(
+                .map_err(|e| match crate::signals::interrupted() {
+                    true => SystemError::Interrupted,
+                    false => SystemError::Other(format!(
                         "{}: preparing the cluster: {e}\n{}",
                         self.def.name,
                         self.log_tails(12)
-                    ))
+                    )),
                 })?;
             self.prepared
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut last = Vec::new();
         while start.elapsed() < deadline {
+            if crate::signals::interrupted() {
+                return Err(SystemError::Interrupted);
+            }
             let st = self.status();
             let expected: Vec<&str> = self
                 .nodes

@@ -301,6 +301,8 @@ pub enum SystemError {
     NoSuchNode(String, String),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error("interrupted while waiting for the cluster")]
+    Interrupted,
     #[error("{0}")]
     Other(String),
 }

@@ -19,7 +19,11 @@ pub fn opts(prefix: &str) -> NetworkOptions {
         ..Default::default()
     };
     if net::validate_prefix(prefix).is_ok() {
-        net::clean(Some(prefix), &o.ovs).unwrap();
+        let scope = net::CleanScope {
+            prefix: Some(prefix),
+            owner: None,
+        };
+        net::clean(scope, &o.ovs).unwrap();
     }
     o
 }
