@@ -179,7 +179,11 @@ pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
         // Stopped before measuring (while building, starting the cluster, writing the
         // prerequisites): everything built is gone; say so and exit as interrupted.
         Err(e) if crate::signals::interrupted() => {
-            eprintln!("reckon: interrupted before the run started measuring ({e}); everything it built is torn down");
+            let why = match e {
+                crate::run::RunError::Interrupted => e.to_string(),
+                e => format!("interrupted before the run started measuring ({e})"),
+            };
+            eprintln!("reckon: {why}; everything it built is torn down");
             return Ok(130);
         }
         Err(e) => return Err(e.into()),

@@ -1,13 +1,14 @@
-//! A run: `reckon run <system> <topology> <workload> <fault>`. The pipeline, in order:
-//! check every input (nothing is built before that), build the network, start the cluster,
-//! write the prerequisites, then [`measure`]: drive the open-loop workload from every client
-//! host while the fault timeline plays, recording as it goes; summarise; tear down.
+//! A run: `reckon run <system> <topology> <workload> <fault>`. The pipeline, in order (see
+//! [`run`]): check every input (nothing is built before that), claim the result folder, build
+//! the network, start the cluster, write the prerequisites, then [`measure`]: drive the
+//! open-loop workload from every client host while the fault timeline plays, recording as it
+//! goes; summarise; tear down.
 //!
-//! Division of labour: `clients` starts the clients (the built-in open loop of [`drive`] on a
-//! thread per client host, or [`external`] clients of reckon's stdio protocol) and writes the
-//! prerequisites, [`faults`] resolves and applies fault events, `shell` is `-d`'s debug shell;
-//! this module wires them to the recorder (`record::Tally` on a thread of its own, fed in
-//! batches).
+//! Division of labour: `folder` claims the result folder, `clients` starts the clients (the
+//! built-in open loop of [`drive`] on a thread per client host, or [`external`] clients of
+//! reckon's stdio protocol) and writes the prerequisites, [`faults`] resolves and applies fault
+//! events, `messages` is what client threads send, `shell` is `-d`'s debug shell; this module
+//! wires them to the recorder (`record::Tally` on a thread of its own, fed in batches).
 
 mod clients;
 pub mod drive;
@@ -166,19 +167,36 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     // Held until the run ends: no other run writes into this folder meanwhile.
     let _folder = folder::claim(&spec.result_dir, &spec.workload)?;
     write_config(spec)?;
+    let mut net = network(spec)?;
+    let mut cluster = cluster(spec, &mut net)?;
+    write_prerequisites(spec, &mut net, &cluster)?;
+    let outcome = measure(spec, &mut net, &mut cluster);
+    // The nodes stop before their network goes.
+    drop(cluster);
+    drop(net);
+    outcome
+}
+
+/// Build the topology (every link impairable if a fault impairs one later).
+fn network(spec: &RunSpec) -> Result<Network, RunError> {
     eprintln!(
         "reckon: building {} ({} hosts)…",
         spec.topology.name,
         spec.topology.hosts.len()
     );
-    let mut net_opts = spec.net.clone();
-    net_opts.impairable_all |= spec
+    let mut opts = spec.net.clone();
+    opts.impairable_all |= spec
         .fault
         .events
         .iter()
         .any(|e| matches!(e.action, Action::Impair { .. }));
-    let mut net = Network::up(&spec.topology, &net_opts)?;
-    let copts = ClusterOptions {
+    Ok(Network::up(&spec.topology, &opts)?)
+}
+
+/// Start the system on the node hosts and wait until it has a leader. Node logs go to the
+/// result folder, data to a scratch folder removed with the network.
+fn cluster(spec: &RunSpec, net: &mut Network) -> Result<Cluster, RunError> {
+    let opts = ClusterOptions {
         failure_timeout: spec.failure_timeout,
         log_dir: spec.result_dir.join("logs"),
         data_root: std::env::temp_dir().join(format!(
@@ -192,13 +210,23 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         spec.system.name,
         spec.topology.nodes().count()
     );
-    let mut cluster = Cluster::start(&mut net, &spec.system, &copts)?;
+    let cluster = Cluster::start(net, &spec.system, &opts)?;
     let leader = cluster.wait_ready(Duration::from_secs(30))?;
     eprintln!(
         "reckon: {} is up, leader {leader}; writing {} prerequisite keys…",
         spec.system.name,
         spec.workload.max_key + 1
     );
+    Ok(cluster)
+}
+
+/// Write every key once from the first client host, through the system's own client; open the
+/// switches' OpenFlow connections first, so the fault timeline's first cut is not delayed.
+fn write_prerequisites(
+    spec: &RunSpec,
+    net: &mut Network,
+    cluster: &Cluster,
+) -> Result<(), RunError> {
     net.connect_switches()?;
     let first_client = spec
         .topology
@@ -207,17 +235,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         .map(|h| h.name.clone())
         .unwrap_or_default();
     prerequisites(
-        &net,
+        net,
         &first_client,
         &spec.system,
         &cluster.endpoints(),
         &spec.workload,
         spec.op_timeout,
-    )?;
-    let outcome = measure(spec, &mut net, &mut cluster);
-    drop(cluster);
-    drop(net);
-    outcome
+    )
 }
 
 /// Write `config.json` into the result folder.
