@@ -3,6 +3,7 @@
 //! the run's own machinery (schedule, open loop); [`client`]: reckon's load generator against
 //! a real cluster, beside etcd's own.
 
+pub mod check;
 pub mod client;
 pub mod engine;
 pub mod run;

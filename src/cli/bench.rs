@@ -55,6 +55,19 @@ pub(super) enum Bench {
         #[arg(long, default_value_t = 60.0)]
         memory_secs: f64,
     },
+    /// The history checker (`reckon check`) on a synthetic linearizable history of overlapping
+    /// operations (1 % of writes timing out), then on the same history with one stale read.
+    Check {
+        /// Operations in the history.
+        #[arg(long, default_value_t = 100_000)]
+        ops: usize,
+        /// Registers (keys).
+        #[arg(long, default_value_t = 10)]
+        keys: usize,
+        /// Clients issuing operations (how many overlap).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// Time building and tearing down wan-3..33 and simple-33.
     Net {
         /// Repetitions per case (the median is reported).
@@ -67,6 +80,35 @@ pub(super) enum Bench {
 
 pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
     match cmd {
+        Bench::Check { ops, keys, clients } => {
+            if ops == 0 || keys == 0 || clients == 0 || ops > 50_000_000 {
+                bail!("--ops (at most 50,000,000), --keys and --clients must be at least 1");
+            }
+            let b = bench::check::run(ops, keys, clients);
+            let verdict = |v: Option<bool>| match v {
+                Some(true) => "linearizable",
+                Some(false) => "not linearizable",
+                None => "undecided",
+            };
+            out!(
+                "history checker: {} operations, {} keys, {} clients, 1% of writes timed out",
+                b.ops,
+                b.keys,
+                b.clients
+            );
+            out!(
+                "  linearizable history: {:.2} s ({:.0} operations/s): {}",
+                b.clean.0,
+                b.ops as f64 / b.clean.0.max(1e-9),
+                verdict(b.clean.1)
+            );
+            out!(
+                "  one stale read planted: {:.2} s: {}, {} operations shown",
+                b.planted.0,
+                verdict(b.planted.1),
+                b.planted.2
+            );
+        }
         Bench::Engine { rates, delay, secs } => {
             let bin = crate::SelfCommand::current();
             out!("userspace engine alone, {delay} ms added on one direction, 32-byte UDP, kernel-to-kernel timestamps");

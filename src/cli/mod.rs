@@ -62,6 +62,13 @@ enum Cmd {
     },
     /// Check this machine can run experiments, and say how to fix what is missing.
     Doctor,
+    /// Is a history linearizable, key by key, as a register? Give a run's folder (the verdict
+    /// goes into its summary.json and report) or a history file (CSV or JSON; see the README).
+    /// Exit status: 0 linearizable, 3 not, 4 undecided, 1 the history could not be read.
+    Check {
+        /// A `reckon run` folder, or a history file.
+        path: PathBuf,
+    },
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -87,6 +94,7 @@ macro_rules! out_raw {
 }
 
 mod bench;
+mod check;
 mod clean;
 mod doctor;
 mod engine;
@@ -168,6 +176,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Report { dir } => report::exec(&dir),
         Cmd::Clean { only, owner } => clean::exec(&ctx, only, owner),
         Cmd::Doctor => doctor::exec(&ctx),
+        Cmd::Check { path } => check::exec(&path),
         Cmd::Bench(b) => bench::exec(&ctx, b),
         Cmd::ImpairEngine { spec } => engine::exec(&spec),
     }

@@ -39,6 +39,11 @@ pub struct OpRecord {
     /// Requests sent for it (a client may try several endpoints); 0 if none was sent.
     #[serde(default)]
     pub attempts: u32,
+    /// A write's value; the value a successful read saw (empty for an empty or absent key).
+    /// Writes' values are unique within a run, so `reckon check` can tell which write a read
+    /// saw.
+    #[serde(default)]
+    pub value: String,
 }
 
 impl OpRecord {
@@ -232,6 +237,9 @@ pub struct Summary {
     /// figures here count every operation; ops.csv may lack some of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+    /// The history checker's verdict (`reckon check`, or `reckon run --check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::check::Verdict>,
 }
 
 /// reckon's own cost during a run: it shares the machine with the system it measures.
@@ -423,6 +431,7 @@ mod tests {
 
     fn op(n: u64, intended: f64, done: f64, ok: bool) -> OpRecord {
         OpRecord {
+            value: String::new(),
             n,
             client: "mc1".into(),
             kind: "write".into(),

@@ -528,6 +528,7 @@ impl Tally {
             dispatch_lag_ms: percentiles(&self.lag),
             instrument: None,
             incomplete: None,
+            check: None,
         };
         if let Some(dir) = dir {
             self.write_timeseries(&dir.join("timeseries.csv"), covered)?;

@@ -173,6 +173,47 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
             <tr><td>{:.1}</td><td>{:.3}</td><td>{:.1}-{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr></table>",
             i.cpu_us_per_op, i.cpu_s, i.steady_from, i.steady_to, i.steady_ops, i.rss_mb, i.rss_peak_mb, s.dispatch_lag_ms.p50, s.dispatch_lag_ms.p99, s.dispatch_lag_ms.max, i.max_in_flight);
     }
+    if let Some(v) = &s.check {
+        let verdict = match v.linearizable {
+            Some(true) => "linearizable",
+            Some(false) => "<strong>not linearizable</strong>",
+            None => "undecided",
+        };
+        let _ = write!(
+            h,
+            "<h2>Linearizability</h2><p>{verdict}: {} operations on {} keys checked as registers ({:.3} s).{}</p>",
+            v.ops,
+            v.keys,
+            v.seconds,
+            v.reason.as_deref().map(|r| format!(" {}", esc(r))).unwrap_or_default()
+        );
+        if let Some(x) = &v.violation {
+            let _ = write!(
+                h,
+                "<p>Key {}, {:.3}-{:.3} s: no order of these operations explains what the reads saw.</p>\
+                 <table><tr><th>operation</th><th>kind</th><th>value</th><th>call s</th><th>return s</th></tr>",
+                esc(&x.key),
+                x.from,
+                x.to
+            );
+            for o in &x.ops {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td></tr>",
+                    o.id,
+                    o.kind,
+                    if o.value.is_empty() {
+                        "(initial)".to_string()
+                    } else {
+                        esc(&o.value)
+                    },
+                    o.call,
+                    o.ret.map_or("unknown".to_string(), |r| format!("{r:.6}"))
+                );
+            }
+            h += "</table>";
+        }
+    }
     h += "<h2>Plots</h2>";
     for (name, alt) in [
         ("latency", "latency over time"),

@@ -148,15 +148,7 @@ pub async fn open_loop(
                 let done_ns = now_ns();
                 let done = clock::secs_since(t0, done_ns);
                 let endpoint = out.endpoint.and_then(|i| eps.get(i).cloned());
-                let r = record(
-                    &s,
-                    &name,
-                    sent,
-                    done,
-                    out.result.map(|_| ()),
-                    out.attempts,
-                    endpoint,
-                );
+                let r = record(&s, &name, sent, done, out.result, out.attempts, endpoint);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 let first = push(&shared, r);
                 // Wake the dispatcher if an operation is due (it goes out now, on this
@@ -257,11 +249,16 @@ fn record(
     client: &str,
     sent: f64,
     done: f64,
-    result: Result<(), String>,
+    result: Result<Option<Vec<u8>>, String>,
     attempts: u32,
     endpoint: Option<String>,
 ) -> OpRecord {
     let ok = result.is_ok();
+    let value = match (&s.op, &result) {
+        (crate::workload::Op::Write { value, .. }, _) => value.clone(),
+        (_, Ok(Some(v))) => String::from_utf8_lossy(v).into_owned(),
+        _ => String::new(),
+    };
     OpRecord {
         n: s.n,
         client: client.to_string(),
@@ -274,5 +271,6 @@ fn record(
         error: result.err().unwrap_or_default(),
         target: endpoint.unwrap_or_default(),
         attempts,
+        value,
     }
 }

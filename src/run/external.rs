@@ -210,6 +210,8 @@ pub fn client(
                         .unwrap_or_default()
                         .to_string(),
                     attempts: 1,
+                    // The protocol's results carry no values.
+                    value: String::new(),
                 });
                 n += 1;
                 if last.elapsed() >= super::drive::BATCH {

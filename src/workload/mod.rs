@@ -174,6 +174,25 @@ impl Workload {
         format!("{k:0width$}", width = self.key_width())
     }
 
+    /// The value of the write at schedule index `n`: `payload_size` lowercase letters, the first
+    /// [`TAG_LETTERS`] of them (or all, if fewer) spelling `n` in base 26 and the rest random
+    /// from `r` — reckon's random payload, made unique so that a read tells which write it
+    /// saw (`reckon check`; unique while `payload_size >= 7` or the run has fewer than
+    /// 26^payload_size operations).
+    pub fn value(&self, n: u64, r: &mut impl rand::Rng) -> String {
+        let tag = self.payload_size.min(TAG_LETTERS);
+        let mut v = vec![b'a'; self.payload_size];
+        let mut rest = n;
+        for i in (0..tag).rev() {
+            v[i] = b'a' + (rest % 26) as u8;
+            rest /= 26;
+        }
+        for c in &mut v[tag..] {
+            *c = b'a' + r.random_range(0..26u8);
+        }
+        String::from_utf8(v).expect("letters")
+    }
+
     /// The prerequisites: every key, written once (empty value) before the run.
     pub fn prerequisites(&self) -> impl Iterator<Item = String> + '_ {
         (0..=self.max_key).map(|k| self.key(k))
@@ -230,6 +249,9 @@ impl Op {
     }
 }
 
+/// Letters of a write's value that spell its schedule index: 26^7 = 8 billion operations.
+pub const TAG_LETTERS: usize = 7;
+
 /// One scheduled operation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scheduled {
@@ -281,10 +303,10 @@ impl Iterator for Schedule<'_> {
             let mut r = Xoshiro256PlusPlus::seed_from_u64(self.ops_seed ^ n);
             let key = self.w.key(r.random_range(0..=self.w.max_key));
             let op = if r.random::<f64>() < self.w.write_ratio {
-                let value: String = (0..self.w.payload_size)
-                    .map(|_| (b'a' + r.random_range(0..26u8)) as char)
-                    .collect();
-                Op::Write { key, value }
+                Op::Write {
+                    key,
+                    value: self.w.value(n, &mut r),
+                }
             } else {
                 Op::Read { key }
             };
@@ -345,6 +367,15 @@ mod tests {
                 value.len() == 10 && value.chars().all(|c| c.is_ascii_lowercase()),
             _ => true,
         }));
+        // Every write's value is its own.
+        let values: std::collections::HashSet<&str> = s
+            .iter()
+            .filter_map(|o| match &o.op {
+                Op::Write { value, .. } => Some(value.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(values.len(), writes);
     }
 
     #[test]
