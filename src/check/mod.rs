@@ -10,13 +10,14 @@
 //! - a write whose outcome is unknown (it timed out) may or may not have happened: unread, it is
 //!   dropped (leaving it out is always a valid choice); read, it must have happened before the
 //!   first read that saw it returned, which bounds it;
-//! - the history is cut where nothing is in flight (every earlier operation returned before the
-//!   next began); the pieces are searched one after another, carrying the set of values the
-//!   register may hold between them.
+//! - a search state is small: the operations are taken by call time, so "in order so far" is
+//!   a prefix plus the few operations beyond it already placed, and the register's value.
 //!
-//! A violation is given as the smallest set of operations (of one piece, found by leaving out
-//! operations one at a time while it stays a violation) that cannot be ordered. The search has
-//! a budget of states: a key that exceeds it is "undecided", never a false verdict.
+//! The search is depth first and stops at the first order found. A violation is shown as the
+//! fewest operations that cannot be ordered on their own where it can find them (a read, the
+//! write it saw and a write wholly between the two), else as the operations in flight where
+//! the search got furthest. The search has a budget of states: a key that exceeds it is
+//! "undecided", never a false verdict.
 
 pub mod history;
 mod search;

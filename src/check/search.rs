@@ -1,8 +1,7 @@
 //! The search for one key (see the module above): values interned, unknown writes dropped or
-//! bounded, the history cut where nothing is in flight, each piece searched from every value
-//! the register may hold when it begins.
+//! bounded, then a depth-first search over compact states.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use super::history::{HistoryOp, Kind, Status};
 use super::{Violation, ViolationOp, BUDGET};
@@ -84,26 +83,158 @@ pub(super) fn key(key: &str, ops: &[&HistoryOp], initial: &str) -> KeyVerdict {
     }
     list.sort_by(|a, b| a.call.total_cmp(&b.call).then(a.h.id.cmp(&b.h.id)));
     let checked = list.len();
-    let mut starts: BTreeSet<u32> = BTreeSet::from([0]);
-    for piece in pieces(&list) {
-        match ends(piece, &starts) {
-            Err(e) => return KeyVerdict::Undecided(e),
-            Ok(e) if e.is_empty() => {
-                let least = smallest(piece, &starts);
-                return KeyVerdict::Violation(violation(key, &with_context(&list, least)));
-            }
-            Ok(e) => starts = e,
+    if let Some(v) = stale_read(&list) {
+        return KeyVerdict::Violation(violation(key, &v));
+    }
+    match search(&list, 0) {
+        Err(e) => KeyVerdict::Undecided(e),
+        Ok(Found::Yes) => KeyVerdict::Ok { checked },
+        Ok(Found::No { deepest }) => {
+            KeyVerdict::Violation(violation(key, &explain(&list, deepest)))
         }
     }
-    KeyVerdict::Ok { checked }
 }
 
-/// A violation found in a piece (`least`, its fewest operations) with the operations that
-/// explain it: for a read of a value that the piece's start rules out, the write of that value
-/// and a write that came wholly between it and the read (or, for the initial value, any write
-/// wholly before the read) — three operations (two) that no order explains on their own.
-fn with_context<'a>(list: &[Op<'a>], least: Vec<Op<'a>>) -> Vec<Op<'a>> {
-    for r in least.iter().filter(|o| !o.write) {
+enum Found {
+    Yes,
+    /// No order: the longest prefix (by call) the search put in order.
+    No {
+        deepest: usize,
+    },
+}
+
+/// Where the search stands: every operation before `prefix` (by call) is in order, and so are
+/// those in `ahead` (beyond it); the register holds `value`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct State {
+    prefix: u32,
+    ahead: Vec<u32>,
+    value: u32,
+}
+
+/// Can `ops` (by call) be put in an order that respects real time and explains every read,
+/// the register starting at `start`? Depth first, memoized, stopping at the first order.
+fn search(ops: &[Op], start: u32) -> Result<Found, String> {
+    let n = ops.len();
+    let mut memo: HashSet<State> = HashSet::new();
+    let mut stack = vec![State {
+        prefix: 0,
+        ahead: Vec::new(),
+        value: start,
+    }];
+    let mut deepest = 0;
+    while let Some(st) = stack.pop() {
+        let p = st.prefix as usize;
+        if p == n {
+            return Ok(Found::Yes);
+        }
+        deepest = deepest.max(p);
+        // What can go next: operations no other unordered one returned before (by call, an
+        // operation called after the earliest return left cannot lower it).
+        let mut min_ret = f64::INFINITY;
+        let mut next = Vec::new();
+        for i in p..n {
+            if st.ahead.binary_search(&(i as u32)).is_ok() {
+                continue;
+            }
+            if ops[i].call > min_ret {
+                break;
+            }
+            min_ret = min_ret.min(ops[i].ret);
+            next.push(i);
+        }
+        next.retain(|&i| ops[i].call <= min_ret);
+        // A read that sees the value held now goes first and alone: it changes nothing, and
+        // placing it only lifts the bound its return put on the others.
+        if let Some(&i) = next
+            .iter()
+            .find(|&&i| !ops[i].write && ops[i].value == st.value)
+        {
+            next = vec![i];
+        }
+        // Otherwise writes branch; the one whose value the earliest read still to come saw
+        // is tried first (in a linearizable history it is usually the one).
+        if next.len() > 1 {
+            let wanted = (p..n)
+                .find(|&i| !ops[i].write && st.ahead.binary_search(&(i as u32)).is_err())
+                .map(|i| ops[i].value);
+            if let Some(pos) = wanted.and_then(|v| next.iter().position(|&i| ops[i].value == v)) {
+                let i = next.remove(pos);
+                next.insert(0, i);
+            }
+        }
+        for &i in next.iter().rev() {
+            let o = &ops[i];
+            let value = if o.write {
+                o.value
+            } else if o.value == st.value {
+                st.value
+            } else {
+                continue;
+            };
+            let mut s2 = State {
+                prefix: st.prefix,
+                ahead: st.ahead.clone(),
+                value,
+            };
+            let at = s2.ahead.binary_search(&(i as u32)).unwrap_err();
+            s2.ahead.insert(at, i as u32);
+            while s2.ahead.first() == Some(&s2.prefix) {
+                s2.ahead.remove(0);
+                s2.prefix += 1;
+            }
+            if memo.insert(s2.clone()) {
+                if memo.len() > BUDGET {
+                    return Err(format!(
+                        "more than {BUDGET} search states ({n} operations, the most in flight together near {:.3} s)",
+                        ops[p].call
+                    ));
+                }
+                stack.push(s2);
+            }
+        }
+    }
+    Ok(Found::No { deepest })
+}
+
+/// A read that saw a value overwritten before it began: the write of that value (or the
+/// initial value), a write wholly after it and wholly before the read, and the read. Found in
+/// O(n log n) from the writes by call with the least return of every suffix.
+fn stale_read<'a>(list: &[Op<'a>]) -> Option<Vec<Op<'a>>> {
+    let mut writes: Vec<Op> = list.iter().filter(|o| o.write).copied().collect();
+    writes.sort_by(|a, b| a.call.total_cmp(&b.call));
+    // least[k]: the write of least return among writes[k..].
+    let mut least: Vec<usize> = vec![0; writes.len()];
+    for k in (0..writes.len()).rev() {
+        least[k] = match least.get(k + 1) {
+            Some(&j) if k + 1 < writes.len() && writes[j].ret < writes[k].ret => j,
+            _ => k,
+        };
+    }
+    let by_value: HashMap<u32, Op> = writes.iter().map(|w| (w.value, *w)).collect();
+    for r in list.iter().filter(|o| !o.write) {
+        let w = by_value.get(&r.value);
+        let after = w.map_or(f64::NEG_INFINITY, |w| w.ret);
+        let k = writes.partition_point(|b| b.call <= after);
+        let Some(&j) = least.get(k) else { continue };
+        let b = writes[j];
+        if b.ret < r.call && b.value != r.value {
+            let mut set: Vec<Op> = w.into_iter().copied().chain([b, *r]).collect();
+            set.sort_by(|a, b| a.call.total_cmp(&b.call));
+            return Some(set);
+        }
+    }
+    None
+}
+
+/// The operations that show a violation: for a read of a value ruled out, the write of that
+/// value and a write wholly between it and the read (or, for the initial value, a write wholly
+/// before the read) — no order explains those few on their own. Failing that, the operations
+/// in flight where the search got furthest.
+fn explain<'a>(list: &[Op<'a>], deepest: usize) -> Vec<Op<'a>> {
+    let from = deepest.saturating_sub(2);
+    let window: Vec<Op> = list[from..].iter().take(WINDOW).copied().collect();
+    for r in window.iter().filter(|o| !o.write) {
         let wrote = list.iter().find(|o| o.write && o.value == r.value);
         let after = wrote.map_or(f64::NEG_INFINITY, |w| w.ret);
         let between = list
@@ -112,14 +243,16 @@ fn with_context<'a>(list: &[Op<'a>], least: Vec<Op<'a>>) -> Vec<Op<'a>> {
         if let Some(b) = between {
             let mut set: Vec<Op> = wrote.into_iter().copied().chain([*b, *r]).collect();
             set.sort_by(|a, b| a.call.total_cmp(&b.call));
-            let start = BTreeSet::from([0]);
-            if ends(&set, &start).is_ok_and(|e| e.is_empty()) {
+            if matches!(search(&set, 0), Ok(Found::No { .. })) {
                 return set;
             }
         }
     }
-    least
+    window
 }
+
+/// The most operations shown when no few explain a violation.
+const WINDOW: usize = 20;
 
 fn op_of(r: &HistoryOp, value: u32, ret: f64) -> Op<'_> {
     Op {
@@ -128,103 +261,6 @@ fn op_of(r: &HistoryOp, value: u32, ret: f64) -> Op<'_> {
         ret,
         write: false,
         value,
-    }
-}
-
-/// Cut `ops` (by call) where nothing is in flight: every earlier operation returned before the
-/// next one was called.
-fn pieces<'a, 'b>(ops: &'b [Op<'a>]) -> Vec<&'b [Op<'a>]> {
-    let mut out = Vec::new();
-    let (mut start, mut last_ret) = (0, f64::NEG_INFINITY);
-    for (i, o) in ops.iter().enumerate() {
-        if i > start && o.call > last_ret {
-            out.push(&ops[start..i]);
-            start = i;
-            last_ret = f64::NEG_INFINITY;
-        }
-        last_ret = last_ret.max(o.ret);
-    }
-    if start < ops.len() {
-        out.push(&ops[start..]);
-    }
-    out
-}
-
-/// Every value the register can hold after `piece`, linearized from any of `starts`; empty if
-/// no order explains it. Err if the search outgrows its budget.
-fn ends(piece: &[Op], starts: &BTreeSet<u32>) -> Result<BTreeSet<u32>, String> {
-    let m = piece.len();
-    let words = m.div_ceil(64);
-    let mut out = BTreeSet::new();
-    let mut memo: HashSet<(Vec<u64>, u32)> = HashSet::new();
-    let mut stack: Vec<(Vec<u64>, u32, usize)> =
-        starts.iter().map(|&s| (vec![0u64; words], s, 0)).collect();
-    let done = |bits: &[u64], i: usize| bits[i / 64] >> (i % 64) & 1 == 1;
-    while let Some((bits, state, count)) = stack.pop() {
-        if count == m {
-            out.insert(state);
-            continue;
-        }
-        // An operation can go next if no other one left returned before it was called.
-        let first = (0..m).find(|&i| !done(&bits, i)).expect("one is left");
-        let min_ret = (first..m)
-            .filter(|&i| !done(&bits, i))
-            .map(|i| piece[i].ret)
-            .fold(f64::INFINITY, f64::min);
-        for i in first..m {
-            let o = &piece[i];
-            if o.call > min_ret {
-                break;
-            }
-            if done(&bits, i) {
-                continue;
-            }
-            let next = if o.write {
-                o.value
-            } else if o.value == state {
-                state
-            } else {
-                continue;
-            };
-            let mut b = bits.clone();
-            b[i / 64] |= 1 << (i % 64);
-            if memo.insert((b.clone(), next)) {
-                if memo.len() > BUDGET {
-                    return Err(format!(
-                        "{m} operations in flight together took more than {BUDGET} search states"
-                    ));
-                }
-                stack.push((b, next, count + 1));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The fewest operations of `piece` that still no order explains: leave out one at a time
-/// while it stays a violation (never a write whose value a remaining read saw), until no
-/// operation can go.
-fn smallest<'a>(piece: &[Op<'a>], starts: &BTreeSet<u32>) -> Vec<Op<'a>> {
-    let mut keep: Vec<Op> = piece.to_vec();
-    loop {
-        let before = keep.len();
-        let mut i = 0;
-        while i < keep.len() {
-            let o = keep[i];
-            let needed = o.write && keep.iter().any(|r| !r.write && r.value == o.value);
-            if !needed && keep.len() > 1 {
-                let mut without = keep.clone();
-                without.remove(i);
-                if ends(&without, starts).is_ok_and(|e| e.is_empty()) {
-                    keep = without;
-                    continue;
-                }
-            }
-            i += 1;
-        }
-        if keep.len() == before {
-            return keep;
-        }
     }
 }
 
