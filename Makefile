@@ -1,6 +1,7 @@
 # `make run`: install what is missing, build, run the default experiment.
 # `make test`: install what is missing, build, run every test (needs root: namespaces, OVS):
-# the Rust tests (reports checked in headless Chromium), then the Python module's.
+# the Rust tests (reports checked in headless Chromium), then the Python module's, then the
+# image test last (it builds `make docker`'s image; the engine stays busy for a while after).
 # `make docker`: build the image (reckon:latest) and run the default experiment in a
 # container; its results land in results/.
 CARGO ?= cargo
@@ -30,6 +31,7 @@ test: setup-test
 	$(CARGO) build --release
 	$(CARGO) test --release
 	scripts/test-python.sh
+	$(CARGO) test --release --test docker -- --ignored
 
 test-python: setup-test
 	scripts/test-python.sh
