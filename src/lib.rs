@@ -21,6 +21,20 @@ pub mod system;
 pub mod topology;
 pub mod workload;
 
+/// Lock `f` exclusively (`flock`) without waiting: false if another process holds it. The lock
+/// goes with the file's last descriptor, so with the process, however it ends.
+pub(crate) fn lock_exclusive(f: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 /// The 1-based line of byte `offset` in `src`: data files' errors name file and line.
 pub(crate) fn line_at(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1

@@ -13,10 +13,10 @@
 //! - a search state is small: the operations are taken by call time, so "in order so far" is
 //!   a prefix plus the few operations beyond it already placed, and the register's value.
 //!
-//! The search is depth first and stops at the first order found. A violation is shown as the
-//! fewest operations that cannot be ordered on their own where it can find them (a read, the
-//! write it saw and a write wholly between the two), else as the operations in flight where
-//! the search got furthest. The search has a budget of states: a key that exceeds it is
+//! Before any search, stale reads are looked for (a read, the write it saw and a write wholly
+//! between the two: no order explains those three), and shown as those operations. The search
+//! is depth first and stops at the first order found; a violation it finds is shown as the
+//! operations in flight where it got furthest. The search has a budget of states: a key that exceeds it is
 //! "undecided", never a false verdict.
 
 pub mod history;

@@ -5,10 +5,10 @@
 //! route requests over the cluster to the bucket stream's leader.
 //!
 //! A write is a key-value `put` on bucket [`BUCKET`]: a publish to `$KV.reckon.<key>` answered
-//! once the stream's Raft group has committed it. A read is a `get`; how it is served is the
-//! bucket's choice, made when it is created ([`create_bucket`]):
-//! - `reads = "leader"` (the default): the bucket does not allow direct gets, so a get is a
-//!   `STREAM.MSG.GET` request that the stream's leader answers from its own state. It sees
+//! once the stream's Raft group has committed it. A read is a `get`, served as the
+//! definition's `reads` option says (the bucket, made by [`create_bucket`], allows both):
+//! - `reads = "leader"` (the default): a `STREAM.MSG.GET` request for the key's last message,
+//!   which only the stream's leader answers, from its own state. It sees
 //!   every write committed before it, except while a deposed leader has not yet noticed (NATS
 //!   has no read lease or read index): not strictly linearizable across a leader change.
 //! - `reads = "direct"`: direct gets, answered by any replica (the nearest): fast, and

@@ -237,14 +237,10 @@ impl StdioClient {
         let deadline = std::time::Instant::now() + timeout;
         let answer = loop {
             match self.rx.recv_timeout(POLL) {
-                Err(RecvTimeoutError::Timeout)
-                    if !crate::signals::interrupted() && std::time::Instant::now() < deadline =>
-                {
-                    continue
-                }
                 Err(RecvTimeoutError::Timeout) if crate::signals::interrupted() => {
                     return Err(self.fail("interrupted while waiting for ready"))
                 }
+                Err(RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
                 other => break other,
             }
         };

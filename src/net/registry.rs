@@ -7,7 +7,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -113,14 +112,8 @@ fn try_lock(prefix: &str) -> io::Result<Option<File>> {
             .truncate(false)
             .write(true)
             .open(&path)?;
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Ok(None)
-            } else {
-                Err(e)
-            };
+        if !crate::lock_exclusive(&f)? {
+            return Ok(None);
         }
         let same = match fs::metadata(&path) {
             Ok(m) => m.ino() == f.metadata()?.ino(),

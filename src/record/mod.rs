@@ -237,7 +237,7 @@ pub struct Summary {
     /// figures here count every operation; ops.csv may lack some of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
-    /// The history checker's verdict (`reckon check`, or `reckon run --check`).
+    /// The history checker's verdict, once `reckon check` has looked at the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::check::Verdict>,
 }

@@ -179,8 +179,6 @@ pub fn start(
     })
 }
 
-const INTERRUPTED: &str = "interrupted";
-
 /// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
 /// two batches.
 pub fn prerequisites(
@@ -207,7 +205,7 @@ pub fn prerequisites(
             let (mut count, mut first) = (0u64, None);
             loop {
                 if crate::signals::interrupted() {
-                    return Err(INTERRUPTED.to_string());
+                    return Err("interrupted".to_string());
                 }
                 let chunk: Vec<String> = keys.by_ref().take(64).collect();
                 if chunk.is_empty() {
@@ -238,9 +236,9 @@ pub fn prerequisites(
         })
     })
     .map_err(|e| RunError::Bad(format!("{host}: enter namespace: {e}")))?;
-    let (count, first) = written.map_err(|e| match e.as_str() {
-        INTERRUPTED => RunError::Interrupted,
-        _ => RunError::Bad(e),
+    let (count, first) = written.map_err(|e| match crate::signals::interrupted() {
+        true => RunError::Interrupted,
+        false => RunError::Bad(e),
     })?;
     if let Some(first) = first {
         return Err(RunError::Bad(format!(

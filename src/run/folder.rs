@@ -8,7 +8,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::RunError;
@@ -43,28 +42,21 @@ pub fn claim(dir: &Path, workload: &Workload) -> Result<FolderClaim, RunError> {
         .open(&config)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Another run's claim, or what a run that never started measuring left.
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&config)
-                .map_err(|e| results(format!("{}: {e}", config.display())))?;
-            if !try_lock(&f) || dir.join("ops.csv").exists() {
-                return Err(results(
-                    "is in use by another reckon run (its config.json is held); choose another --result-location".into(),
-                ));
-            }
-            f
-        }
+        // Another run's claim, or what a run that never started measuring left.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .write(true)
+            .open(&config)
+            .map_err(|e| results(format!("{}: {e}", config.display())))?,
         Err(e) => {
             return Err(results(format!(
                 "not writable: {e}; choose another --result-location"
             )))
         }
     };
-    if !try_lock(&file) {
+    let held = !crate::lock_exclusive(&file).map_err(|e| results(e.to_string()))?;
+    if held || dir.join("ops.csv").exists() {
         return Err(results(
-            "is in use by another reckon run; choose another --result-location".into(),
+            "is in use by another reckon run (its config.json is held); choose another --result-location".into(),
         ));
     }
     // Will ops.csv fit?
@@ -86,9 +78,4 @@ pub fn claim(dir: &Path, workload: &Workload) -> Result<FolderClaim, RunError> {
         }
     }
     Ok(FolderClaim { _lock: file })
-}
-
-/// Lock `f` exclusively without waiting; false if another process holds it.
-fn try_lock(f: &File) -> bool {
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }

@@ -82,8 +82,7 @@ struct Ran {
     params: BTreeMap<String, String>,
     repeat: u32,
     /// The run's exit status (130: interrupted; -1: killed by a signal).
-    #[serde(default)]
-    exit: Option<i32>,
+    exit: i32,
 }
 
 /// `reckon run`'s exit status when it was interrupted (Ctrl-C, SIGTERM).
@@ -266,7 +265,7 @@ pub fn run(
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
             // Killed by a signal: no code; -1 says it ended all the same.
-            write_ran(&dir, p, Some(o.status.code().unwrap_or(-1)));
+            write_ran(&dir, p, o.status.code().unwrap_or(-1));
             if o.status.success() {
                 "ok".to_string()
             } else if o.status.code() == Some(INTERRUPTED) {
@@ -303,15 +302,17 @@ pub fn run(
 /// Whether a run's folder holds this point's finished run: its parameters, and a summary of a
 /// run that was not interrupted.
 fn finished(dir: &Path, p: &Point) -> bool {
-    ran(dir).is_some_and(|r| r.params == p.params && r.repeat == p.repeat)
+    ran_for(dir, p).is_some()
         && read_summary(dir).is_some_and(|s| !s.interrupted && s.incomplete.is_none())
 }
 
-fn ran(dir: &Path) -> Option<Ran> {
-    serde_json::from_slice(&std::fs::read(dir.join("params.json")).ok()?).ok()
+/// What `dir` says it ran, if that was `p`.
+fn ran_for(dir: &Path, p: &Point) -> Option<Ran> {
+    let r: Ran = serde_json::from_slice(&std::fs::read(dir.join("params.json")).ok()?).ok()?;
+    (r.params == p.params && r.repeat == p.repeat).then_some(r)
 }
 
-fn write_ran(dir: &Path, p: &Point, exit: Option<i32>) {
+fn write_ran(dir: &Path, p: &Point, exit: i32) {
     let r = Ran {
         params: p.params.clone(),
         repeat: p.repeat,
@@ -328,8 +329,8 @@ fn make_room(dir: &Path, p: &Point) -> Result<(), String> {
     if !dir.exists() {
         return Ok(());
     }
-    let ours = ran(dir).is_some_and(|r| r.params == p.params && r.repeat == p.repeat);
-    if ours || std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
+    if ran_for(dir, p).is_some() || std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+    {
         let _ = std::fs::remove_dir_all(dir);
         return Ok(());
     }
@@ -394,9 +395,9 @@ pub fn write_results(
     points.sort_by_key(|p| p.index);
     for p in points {
         let dir = out.join("runs").join(&p.id);
-        let said = ran(&dir).filter(|r| r.params == p.params && r.repeat == p.repeat);
+        let said = ran_for(&dir, p);
         let summary = read_summary(&dir).filter(|_| said.is_some());
-        let status = match (&summary, said.and_then(|r| r.exit)) {
+        let status = match (&summary, said.map(|r| r.exit)) {
             (Some(s), _) if s.interrupted => "interrupted",
             (Some(s), _) if s.incomplete.is_some() => "incomplete",
             (Some(_), _) => "ok",

@@ -80,15 +80,11 @@ impl Adapter for Nats {
         let first = p.members.first().ok_or("no members")?;
         let fd = crate::net::open_host(p.manifest, &first.name).map_err(|e| e.to_string())?;
         let (endpoints, replicas, within) = (p.endpoints.to_vec(), p.members.len(), p.within);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                crate::net::netns::enter(&fd).map_err(|e| format!("enter {}: {e}", first.name))?;
-                let rt = crate::client::runtime().map_err(|e| e.to_string())?;
-                rt.block_on(client::create_bucket(&endpoints, replicas, within))
-            })
-            .join()
-            .map_err(|_| "bucket creation panicked".to_string())?
+        crate::net::netns::in_netns(&fd, || {
+            let rt = crate::client::runtime().map_err(|e| e.to_string())?;
+            rt.block_on(client::create_bucket(&endpoints, replicas, within))
         })
+        .map_err(|e| format!("enter {}: {e}", first.name))?
     }
 }
 
