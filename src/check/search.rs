@@ -361,6 +361,22 @@ mod tests {
     }
 
     #[test]
+    fn a_violation_only_the_search_finds_is_shown_where_it_stopped() {
+        // Two writes at once, then reads that see b and, later, a: no order of the writes
+        // explains both (no write lies wholly between a's write and its read, so it is not a
+        // stale read of the simple kind).
+        let v = verdict(vec![
+            w(1, "a", 0.0, 1.0),
+            w(2, "b", 0.0, 1.0),
+            r(3, "b", 2.0, 3.0),
+            r(4, "a", 4.0, 5.0),
+        ]);
+        assert_eq!(v.linearizable, Some(false), "{v:?}");
+        let ids: Vec<u64> = v.violation.unwrap().ops.iter().map(|o| o.id).collect();
+        assert!(ids.contains(&4), "{ids:?}");
+    }
+
+    #[test]
     fn values_that_are_not_unique_leave_the_key_undecided() {
         let v = verdict(vec![w(1, "a", 0.0, 1.0), w(2, "a", 2.0, 3.0)]);
         assert_eq!(v.linearizable, None);
