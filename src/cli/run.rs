@@ -21,11 +21,14 @@ pub(super) struct RunArgs {
     /// The workload: uniform.
     workload: String,
     /// The fault: none, leader, leader-only, partial-partition, intermittent-partial,
-    /// intermittent-full or kill-n.
+    /// intermittent-full, kill-n; the partial-connectivity scenarios quorum-loss (5 nodes),
+    /// constrained-election (5 nodes), chained (3 nodes), lossy-link; or random (a seeded
+    /// plan of faults: see --seed, --random-interval, --random-mix).
     fault: String,
-    /// Number of nodes (for wan: data centres).
-    #[arg(long, default_value_t = 3)]
-    number_nodes: usize,
+    /// Number of nodes (for wan: data centres); default: the fault's own (5 for
+    /// quorum-loss and constrained-election), else 3.
+    #[arg(long)]
+    number_nodes: Option<usize>,
     /// Number of client hosts (simple; wan has one per data centre).
     #[arg(long)]
     number_clients: Option<usize>,
@@ -75,9 +78,17 @@ pub(super) struct RunArgs {
     /// (default: results/<system>-<topology>-<workload>-<fault>-<time>-<pid>).
     #[arg(long)]
     result_location: Option<PathBuf>,
-    /// Seed of the workload's schedule and the links' jitter and loss.
+    /// Seed of the workload's schedule, the links' jitter and loss, and the random fault's
+    /// plan.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The random fault: mean length of a fault and mean gap between two, seconds.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    random_interval: f64,
+    /// The random fault: the kinds it draws from, with optional weights ("kill:2,halves"):
+    /// halves, isolate, bridge, ring, oneway, kill, pause, degrade.
+    #[arg(long, default_value = crate::fault::random::DEFAULT_MIX)]
+    random_mix: String,
     /// How the built-in client picks endpoints (what real client it models): sticky (stay on
     /// the endpoint that answered, starting in the client's own data centre; `local` is the
     /// same), leader, or all (clientv3's round-robin, as reckon's Go client).
@@ -231,13 +242,6 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         Some(f) => system::from_file(f)?,
         None => system::builtin(&a.system)?,
     };
-    let topology = topology::builtin(
-        &a.topology,
-        Size {
-            nodes: a.number_nodes,
-            clients: a.number_clients,
-        },
-    )?;
     let overrides = crate::workload::Overrides {
         rate: Some(a.rate),
         write_ratio: a.write_ratio,
@@ -252,9 +256,37 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         duration: a.duration,
         mtbf: a.mtbf,
     };
+    let random = a.fault_file.is_none() && a.fault == crate::fault::RANDOM;
     let fault = match &a.fault_file {
-        Some(f) => crate::fault::from_file(f, params)?,
-        None => crate::fault::builtin(&a.fault, params)?,
+        Some(f) => Some(crate::fault::from_file(f, params)?),
+        None if random => None,
+        None => Some(crate::fault::builtin(&a.fault, params)?),
+    };
+    let written_for = fault.as_ref().and_then(|f| f.nodes);
+    let nodes = match (a.number_nodes, written_for) {
+        (Some(n), Some(w)) if n != w => bail!(
+            "fault {} is written for {w} nodes (its file says nodes = {w}); --number-nodes {n} does not fit: leave --number-nodes out or give {w}",
+            fault.as_ref().map(|f| f.name.as_str()).unwrap_or_default()
+        ),
+        (n, w) => n.or(w).unwrap_or(3),
+    };
+    let topology = topology::builtin(
+        &a.topology,
+        Size {
+            nodes,
+            clients: a.number_clients,
+        },
+    )?;
+    let fault = match fault {
+        Some(f) => f,
+        None => crate::fault::random::plan(&crate::fault::random::Options {
+            seed: a.seed,
+            interval: a.random_interval,
+            mix: crate::fault::random::parse_mix(&a.random_mix).map_err(anyhow::Error::msg)?,
+            nodes: topology.nodes().count(),
+            duration: a.duration,
+        })
+        .map_err(anyhow::Error::msg)?,
     };
     let impair = impair::ImpairOptions {
         latency_ms: a.link_latency,

@@ -2,6 +2,7 @@
 //! an action on hosts picked by selectors that are resolved when the event happens (the leader
 //! at T/3 is whoever leads then). `flap` events expand into cut/heal pairs that stop at `until`.
 
+pub mod random;
 pub mod selector;
 
 use std::path::Path;
@@ -37,7 +38,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../faults/intermittent-full.toml"),
     ),
     ("kill-n", include_str!("../../faults/kill-n.toml")),
+    ("quorum-loss", include_str!("../../faults/quorum-loss.toml")),
+    (
+        "constrained-election",
+        include_str!("../../faults/constrained-election.toml"),
+    ),
+    ("chained", include_str!("../../faults/chained.toml")),
+    ("lossy-link", include_str!("../../faults/lossy-link.toml")),
 ];
+
+/// The name of the seeded random plan (`reckon run … random --seed N`), drawn by
+/// [`random::plan`] rather than read from a file.
+pub const RANDOM: &str = "random";
 
 /// What an event does. Selectors are parsed when the fault is read and resolved when the event
 /// happens (see `run::faults`).
@@ -53,6 +65,9 @@ pub enum Action {
     },
     /// Remove every cut in place.
     Heal,
+    /// Remove the cuts between hosts `a` and `b` (both ways), leaving every other cut.
+    #[serde(rename = "heal")]
+    HealBetween { a: Selector, b: Selector },
     /// Kill the node(s) (SIGKILL; the data stays).
     Kill { node: Selector },
     /// Start killed node(s) again with their data.
@@ -66,6 +81,15 @@ pub enum Action {
         link: String,
         impairment: Impairment,
     },
+    /// Impair only the packets between each host of `a` and each of `b`, both ways, on top of
+    /// the links' own impairment (a lossy path, not a lossy link: every other pair stays as it
+    /// was); a zero impairment clears it.
+    #[serde(rename = "impair")]
+    ImpairBetween {
+        a: Selector,
+        b: Selector,
+        impairment: Impairment,
+    },
 }
 
 impl Action {
@@ -73,19 +97,21 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Partition { .. } => "partition",
-            Action::Heal => "heal",
+            Action::Heal | Action::HealBetween { .. } => "heal",
             Action::Kill { .. } => "kill",
             Action::Restart { .. } => "restart",
             Action::Pause { .. } => "pause",
             Action::Resume { .. } => "resume",
-            Action::Impair { .. } => "impair",
+            Action::Impair { .. } | Action::ImpairBetween { .. } => "impair",
         }
     }
 
     /// The selectors it resolves when it happens.
     pub fn selectors(&self) -> Vec<&Selector> {
         match self {
-            Action::Partition { a, b, .. } => vec![a, b],
+            Action::Partition { a, b, .. }
+            | Action::HealBetween { a, b }
+            | Action::ImpairBetween { a, b, .. } => vec![a, b],
             Action::Kill { node }
             | Action::Restart { node }
             | Action::Pause { node }
@@ -141,6 +167,8 @@ struct FaultFile {
     #[serde(default)]
     description: String,
     #[serde(default)]
+    nodes: Option<usize>,
+    #[serde(default)]
     events: Vec<toml::Spanned<EventT>>,
 }
 
@@ -158,6 +186,10 @@ pub struct Event {
 pub struct Fault {
     pub name: String,
     pub description: String,
+    /// The number of nodes the fault is written for (`nodes = 5`): the run's default, and any
+    /// other number is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
     pub events: Vec<Event>,
 }
 
@@ -198,8 +230,15 @@ pub fn from_file(path: &Path, p: Params) -> Result<Fault, FaultError> {
     parse(&src.name, &src.file, &src.text, p)
 }
 
-/// "1/3" of the duration, "5s", or "0".
+/// "1/3" of the duration, "5s", "mtbf", "0", or a sum of those ("1/3 + 2s").
 fn time_of(s: &str, p: Params, what: &str) -> Result<f64, String> {
+    if s.contains('+') {
+        let mut t = 0.0;
+        for term in s.split('+') {
+            t += time_of(term, p, what).map_err(|e| format!("{e} (in \"{}\")", s.trim()))?;
+        }
+        return Ok(t);
+    }
     let s = s.trim();
     let t = if let Some(secs) = s.strip_suffix('s') {
         secs.trim()
@@ -257,7 +296,13 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
                 b: need(&e.b, "b", Scope::Hosts)?,
                 oneway: e.oneway,
             },
-            ActionT::Heal => Action::Heal,
+            ActionT::Heal => match (&e.a, &e.b) {
+                (None, None) => Action::Heal,
+                _ => Action::HealBetween {
+                    a: need(&e.a, "a", Scope::Hosts)?,
+                    b: need(&e.b, "b", Scope::Hosts)?,
+                },
+            },
             ActionT::Kill => Action::Kill {
                 node: need(&e.node, "node", Scope::Nodes)?,
             },
@@ -271,10 +316,6 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
                 node: need(&e.node, "node", Scope::Nodes)?,
             },
             ActionT::Impair => {
-                let link = e
-                    .link
-                    .clone()
-                    .ok_or_else(|| bad("impair needs `link`".into()))?;
                 let impairment = Impairment {
                     latency_ms: e.latency.unwrap_or(0.0),
                     jitter_ms: e.jitter.unwrap_or(0.0),
@@ -284,7 +325,22 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
                 impairment
                     .validate()
                     .map_err(|m| bad(m.replace("_ms", "").replace("_pct", "")))?;
-                Action::Impair { link, impairment }
+                match (&e.link, &e.a, &e.b) {
+                    (Some(link), None, None) => Action::Impair {
+                        link: link.clone(),
+                        impairment,
+                    },
+                    (None, Some(_), Some(_)) => Action::ImpairBetween {
+                        a: need(&e.a, "a", Scope::Hosts)?,
+                        b: need(&e.b, "b", Scope::Hosts)?,
+                        impairment,
+                    },
+                    _ => {
+                        return Err(bad(
+                            "impair needs either `link` (a link's name, `reckon topo links`) or `a` and `b` (the packets between two sets of hosts)".into(),
+                        ))
+                    }
+                }
             }
         };
         let ev = Event { at, action };
@@ -335,9 +391,29 @@ fn parse(name: &str, file: &str, src: &str, p: Params) -> Result<Fault, FaultErr
             e.at, p.duration
         )));
     }
+    // A name used with '@' must have been given with 'as' by an earlier event (or by side a
+    // of the same one).
+    let mut bound: Vec<&str> = Vec::new();
+    for e in &events {
+        for sel in e.action.selectors() {
+            for n in sel.refers() {
+                if !bound.contains(&n) {
+                    return Err(FaultError::Bad(format!(
+                        "fault {name}: @{n} at {:.3} s is used before any earlier event names it ('<selector> as {n}')",
+                        e.at
+                    )));
+                }
+            }
+            bound.extend(sel.binds());
+        }
+    }
+    if f.nodes == Some(0) {
+        return Err(FaultError::Bad(format!("fault {name}: nodes = 0")));
+    }
     Ok(Fault {
         name: name.into(),
         description: f.description,
+        nodes: f.nodes,
         events,
     })
 }
@@ -350,15 +426,68 @@ fn heal(at: f64) -> Event {
 }
 
 impl Fault {
-    /// The most nodes any event kills at once (for the quorum check of --kill-n).
+    /// The fault as a fault file: read back with the same duration, it is this fault, event
+    /// for event (times in seconds, selectors as written).
+    pub fn to_toml(&self) -> String {
+        // A JSON string is a TOML basic string.
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let mut out = String::new();
+        out.push_str(&format!("description = {}\n", q(&self.description)));
+        if let Some(n) = self.nodes {
+            out.push_str(&format!("nodes = {n}\n"));
+        }
+        for e in &self.events {
+            out.push_str(&format!(
+                "\n[[events]]\nat = \"{}s\"\naction = \"{}\"\n",
+                e.at,
+                e.action.name()
+            ));
+            let sel = |k: &str, s: &Selector| format!("{k} = {}\n", q(&s.to_string()));
+            let imp = |i: &Impairment| {
+                format!(
+                    "latency = {}\njitter = {}\nloss = {}\n",
+                    i.latency_ms, i.jitter_ms, i.loss_pct
+                )
+            };
+            out.push_str(&match &e.action {
+                Action::Partition { a, b, oneway } => {
+                    let mut t = sel("a", a) + &sel("b", b);
+                    if *oneway {
+                        t.push_str("oneway = true\n");
+                    }
+                    t
+                }
+                Action::Heal => String::new(),
+                Action::HealBetween { a, b } => sel("a", a) + &sel("b", b),
+                Action::Kill { node }
+                | Action::Restart { node }
+                | Action::Pause { node }
+                | Action::Resume { node } => sel("node", node),
+                Action::Impair { link, impairment } => {
+                    format!("link = {}\n", q(link)) + &imp(impairment)
+                }
+                Action::ImpairBetween { a, b, impairment } => {
+                    sel("a", a) + &sel("b", b) + &imp(impairment)
+                }
+            });
+        }
+        out
+    }
+
+    /// The most nodes down at once, counting kills until their restart (for the quorum check
+    /// of --kill-n).
     pub fn kills(&self, kill_n: usize) -> usize {
-        self.events
-            .iter()
-            .map(|e| match &e.action {
-                Action::Kill { node } => node.kills(kill_n),
-                _ => 0,
-            })
-            .sum()
+        let (mut down, mut most) = (0usize, 0usize);
+        for e in &self.events {
+            match &e.action {
+                Action::Kill { node } => down += node.kills(kill_n),
+                Action::Restart { node: Selector::Killed } => down = 0,
+                Action::Restart { node } => down = down.saturating_sub(node.kills(kill_n)),
+                _ => {}
+            }
+            most = most.max(down);
+        }
+        most
     }
 
     /// When the fault starts and ends (the first and last events), if it has events.
@@ -392,7 +521,7 @@ mod tests {
             f.events[0].action,
             Action::Partition {
                 a: Selector::Leader,
-                b: Selector::Follower,
+                b: Selector::Follower(1),
                 oneway: false
             }
         );

@@ -17,8 +17,9 @@ pub enum Count {
 pub enum Selector {
     /// The node the members agree leads.
     Leader,
-    /// The first running node that does not lead.
-    Follower,
+    /// The I-th running node that does not lead (1-based, in node order): `follower` is the
+    /// first.
+    Follower(usize),
     /// That many running followers.
     Followers(Count),
     /// The I-th node (1-based, in node order).
@@ -35,6 +36,12 @@ pub enum Selector {
     Others,
     /// A host by name (the debug shell).
     Host(String),
+    /// What another selector picks, remembered under a name for later events (`X as NAME`).
+    Bind(Box<Selector>, String),
+    /// The hosts an earlier event remembered under this name (`@NAME`).
+    Bound(String),
+    /// Every host any of these picks (`node:1, node:3`).
+    Union(Vec<Selector>),
 }
 
 /// Where a selector may stand: what a kill, pause… acts on (nodes), or a side of a partition
@@ -46,15 +53,43 @@ pub enum Scope {
 }
 
 const NODE_SELECTORS: &str =
-    "leader, follower, node:I, followers:N, followers:kill-n, killed, paused";
+    "leader, follower, follower:I, node:I, followers:N, followers:kill-n, killed, paused, @NAME (each optionally followed by 'as NAME')";
 
 impl Selector {
     /// Read a selector written in a fault file.
     pub fn parse(s: &str, scope: Scope) -> Result<Selector, String> {
+        let s = s.trim();
+        if s.contains(',') {
+            let parts = s
+                .split(',')
+                .map(|p| Selector::parse(p, scope))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Selector::Union(parts));
+        }
+        if let Some((inner, name)) = s.split_once(" as ") {
+            let name = name.trim();
+            if !valid_name(name) {
+                return Err(format!(
+                    "selector '{s}': a name after 'as' is letters, digits, '-' or '_'"
+                ));
+            }
+            return Ok(Selector::Bind(
+                Box::new(Selector::parse(inner, scope)?),
+                name.to_string(),
+            ));
+        }
+        if let Some(name) = s.strip_prefix('@') {
+            if !valid_name(name) {
+                return Err(format!(
+                    "selector '{s}': '@' is followed by a name given with 'as' earlier"
+                ));
+            }
+            return Ok(Selector::Bound(name.to_string()));
+        }
         let num = |p: &str| s.strip_prefix(p).and_then(|i| i.parse::<usize>().ok());
         let sel = match s {
             "leader" => Some(Selector::Leader),
-            "follower" => Some(Selector::Follower),
+            "follower" => Some(Selector::Follower(1)),
             "killed" => Some(Selector::Killed),
             "paused" => Some(Selector::Paused),
             "followers:kill-n" => Some(Selector::Followers(Count::KillN)),
@@ -62,6 +97,8 @@ impl Selector {
             _ => {
                 if let Some(i) = num("node:").filter(|i| *i >= 1) {
                     Some(Selector::Node(i))
+                } else if let Some(i) = num("follower:").filter(|i| *i >= 1) {
+                    Some(Selector::Follower(i))
                 } else if let Some(n) = num("followers:") {
                     Some(Selector::Followers(Count::N(n)))
                 } else if scope == Scope::Hosts {
@@ -102,10 +139,14 @@ impl Selector {
 
     /// Whether resolving it needs to know who leads.
     pub fn needs_leader(&self) -> bool {
-        matches!(
-            self,
-            Selector::Leader | Selector::Follower | Selector::Followers(_)
-        )
+        match self {
+            Selector::Bind(s, _) => s.needs_leader(),
+            Selector::Union(v) => v.iter().any(|s| s.needs_leader()),
+            s => matches!(
+                s,
+                Selector::Leader | Selector::Follower(_) | Selector::Followers(_)
+            ),
+        }
     }
 
     /// How many nodes a kill of it kills at most (for the quorum check).
@@ -113,7 +154,28 @@ impl Selector {
         match self {
             Selector::Followers(Count::KillN) => kill_n,
             Selector::Followers(Count::N(n)) => *n,
+            Selector::Bind(s, _) => s.kills(kill_n),
+            Selector::Union(v) => v.iter().map(|s| s.kills(kill_n)).sum(),
             _ => 1,
+        }
+    }
+
+    /// The names it remembers hosts under (`X as NAME`).
+    pub fn binds(&self) -> Vec<&str> {
+        match self {
+            Selector::Bind(_, n) => vec![n],
+            Selector::Union(v) => v.iter().flat_map(|s| s.binds()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The names of earlier selections it refers to (`@NAME`).
+    pub fn refers(&self) -> Vec<&str> {
+        match self {
+            Selector::Bound(n) => vec![n],
+            Selector::Bind(s, _) => s.refers(),
+            Selector::Union(v) => v.iter().flat_map(|s| s.refers()).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -122,7 +184,8 @@ impl std::fmt::Display for Selector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Selector::Leader => write!(f, "leader"),
-            Selector::Follower => write!(f, "follower"),
+            Selector::Follower(1) => write!(f, "follower"),
+            Selector::Follower(i) => write!(f, "follower:{i}"),
             Selector::Followers(Count::KillN) => write!(f, "followers:kill-n"),
             Selector::Followers(Count::N(n)) => write!(f, "followers:{n}"),
             Selector::Node(i) => write!(f, "node:{i}"),
@@ -132,8 +195,21 @@ impl std::fmt::Display for Selector {
             Selector::Dc(i) => write!(f, "dc:{i}"),
             Selector::Others => write!(f, "others"),
             Selector::Host(h) => write!(f, "{h}"),
+            Selector::Bind(s, n) => write!(f, "{s} as {n}"),
+            Selector::Bound(n) => write!(f, "@{n}"),
+            Selector::Union(v) => {
+                let parts: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+                write!(f, "{}", parts.join(", "))
+            }
         }
     }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl Serialize for Selector {
@@ -151,7 +227,14 @@ mod tests {
         for s in [
             "leader",
             "follower",
+            "follower:3",
             "followers:2",
+            "leader as A",
+            "follower:2 as hub",
+            "@hub",
+            "node:1, node:3",
+            "node:1, @hub as pair",
+            "follower:2 as C, follower:3 as D",
             "followers:kill-n",
             "node:3",
             "killed",
@@ -173,6 +256,13 @@ mod tests {
             .unwrap_err()
             .contains("or a host's name"));
         assert_eq!(Selector::Followers(Count::KillN).kills(2), 2);
-        assert!(Selector::Follower.needs_leader() && !Selector::Node(1).needs_leader());
+        assert!(Selector::Follower(1).needs_leader() && !Selector::Node(1).needs_leader());
+        assert_eq!(Selector::parse("follower:1", Scope::Nodes), Ok(Selector::Follower(1)));
+        assert!(Selector::parse("leader as A", Scope::Nodes)
+            .unwrap()
+            .needs_leader());
+        for bad in ["leader as", "leader as a b", "@", "@x y", "leader as A as B", "node:1,"] {
+            assert!(Selector::parse(bad, Scope::Hosts).is_err(), "{bad}");
+        }
     }
 }

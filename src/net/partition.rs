@@ -90,6 +90,59 @@ impl Network {
             .map_err(NetError::Ovs)
     }
 
+    /// Remove the cuts between hosts `a` and `b`, both ways, leaving every other cut in place;
+    /// returns how many directed pairs healed. A pair cut twice (by two partitions that
+    /// overlap) heals here all the same: the cut between them is what is asked to go.
+    pub fn heal_between(&mut self, a: &[String], b: &[String]) -> Result<usize, NetError> {
+        let topo = &self.manifest.topology;
+        let ips = |hs: &[String]| -> Result<Vec<std::net::Ipv4Addr>, NetError> {
+            hs.iter()
+                .map(|h| {
+                    topo.host(h).map(|h| h.ip).ok_or_else(|| NetError::NoSuchHost {
+                        host: h.clone(),
+                        prefix: self.manifest.prefix.clone(),
+                        known: topo
+                            .hosts
+                            .iter()
+                            .map(|h| h.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                })
+                .collect()
+        };
+        let (a, b) = (ips(a)?, ips(b)?);
+        let between = |(x, y): &(std::net::Ipv4Addr, std::net::Ipv4Addr)| {
+            (a.contains(x) && b.contains(y)) || (b.contains(x) && a.contains(y))
+        };
+        let mut healed: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+        for (bridge, pairs) in &mut self.cuts {
+            let (gone, kept): (Vec<_>, Vec<_>) = pairs.drain(..).partition(|p| between(p));
+            *pairs = kept;
+            let h = healed.entry(bridge.clone()).or_default();
+            for p in gone {
+                if !h.contains(&p) {
+                    h.push(p);
+                }
+            }
+        }
+        self.cuts.retain(|(_, pairs)| !pairs.is_empty());
+        let mut n = 0;
+        for (bridge, pairs) in healed.into_iter().filter(|(_, p)| !p.is_empty()) {
+            let conn = self
+                .switches
+                .get_mut(&bridge)
+                .expect("cut through this connection");
+            conn.drops(&pairs, false)
+                .map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
+            n += pairs.len();
+        }
+        if n > 0 {
+            self.purge_datapath()?;
+        }
+        Ok(n)
+    }
+
     /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
     pub fn heal(&mut self) -> Result<usize, NetError> {
         let mut n = 0;

@@ -128,6 +128,23 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
             spec.fault.name
         )));
     }
+    if let Some(w) = spec.fault.nodes.filter(|w| *w != n) {
+        return Err(RunError::Bad(format!(
+            "fault {} is written for {w} nodes; the topology has {n}: give --number-nodes {w}",
+            spec.fault.name
+        )));
+    }
+    let between = spec
+        .fault
+        .events
+        .iter()
+        .any(|e| matches!(e.action, Action::ImpairBetween { .. }));
+    if between && spec.net.impair.backend == crate::net::impair::Backend::Netem {
+        return Err(RunError::Bad(format!(
+            "fault {} impairs the packets between two hosts, which takes the userspace engine: drop --impair-backend netem (or give userspace)",
+            spec.fault.name
+        )));
+    }
     spec.system.check_nodes(n).map_err(RunError::Bad)?;
     if spec.topology.clients().count() == 0 {
         return Err(RunError::Bad(format!(
@@ -185,11 +202,18 @@ fn network(spec: &RunSpec) -> Result<Network, RunError> {
         spec.topology.hosts.len()
     );
     let mut opts = spec.net.clone();
-    opts.impairable_all |= spec
-        .fault
-        .events
-        .iter()
-        .any(|e| matches!(e.action, Action::Impair { .. }));
+    let impairs = |between: bool| {
+        spec.fault.events.iter().any(|e| match e.action {
+            Action::ImpairBetween { .. } => true,
+            Action::Impair { .. } => !between,
+            _ => false,
+        })
+    };
+    opts.impairable_all |= impairs(false);
+    // The packets between two hosts only: that takes the userspace engine.
+    if impairs(true) && opts.impair.backend == crate::net::impair::Backend::Auto {
+        opts.impair.backend = crate::net::impair::Backend::Userspace;
+    }
     Ok(Network::up(&spec.topology, &opts)?)
 }
 
@@ -277,7 +301,14 @@ pub fn write_config(spec: &RunSpec) -> Result<(), RunError> {
         error: e,
     };
     let body = serde_json::to_vec_pretty(&cfg).map_err(|e| results(e.to_string()))?;
-    std::fs::write(dir.join("config.json"), body).map_err(|e| results(e.to_string()))
+    std::fs::write(dir.join("config.json"), body).map_err(|e| results(e.to_string()))?;
+    // The timeline as a fault file, times in seconds: `--fault-file fault.toml` replays it.
+    let replay = format!(
+        "# The fault of this run ({}), as played: `reckon run … --fault-file fault.toml` plays it again.\n{}",
+        spec.fault.name,
+        spec.fault.to_toml()
+    );
+    std::fs::write(dir.join("fault.toml"), replay).map_err(|e| results(e.to_string()))
 }
 
 /// The measured part of a run, on a network and cluster that are up and hold the
@@ -373,6 +404,7 @@ pub fn measure(
     // The fault timeline, on this thread.
     let mut faults = Vec::new();
     let mut fault_error = None;
+    let mut bound = faults::Bindings::new();
     for (k, ev) in spec.fault.events.iter().enumerate() {
         let at = clock::at(t0, ev.at);
         // Resolve who is concerned a little before, so the action itself is all that is left.
@@ -384,7 +416,7 @@ pub fn measure(
         if stopping() {
             break;
         }
-        let targets = faults::resolve(ev, cluster, &spec.topology, spec.kill_n);
+        let targets = faults::resolve(ev, &*cluster, &spec.topology, spec.kill_n, &mut bound);
         clock::sleep_until(at, Duration::from_millis(50), stopping);
         if stopping() {
             break;

@@ -37,6 +37,7 @@ pub fn debug_shell(
         data_root,
     };
     let mut cluster = Cluster::start(&mut net, &spec.system, &copts)?;
+    let mut bound = super::faults::Bindings::new();
     let leader = cluster.wait_ready(Duration::from_secs(30))?;
     let _ = writeln!(
         out,
@@ -82,7 +83,7 @@ pub fn debug_shell(
                     Ok(Action::Partition { a, b: sel(b, Scope::Hosts)?, oneway: *cmd == "oneway" })
                 });
                 let done = cut.map(event).and_then(|ev| {
-                    resolve(&ev, &cluster, &spec.topology, spec.kill_n)
+                    resolve(&ev, &cluster, &spec.topology, spec.kill_n, &mut bound)
                         .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
                 });
                 match done {
@@ -102,7 +103,7 @@ pub fn debug_shell(
                     _ => Action::Resume { node },
                 });
                 let done = action.map(event).and_then(|ev| {
-                    resolve(&ev, &cluster, &spec.topology, spec.kill_n)
+                    resolve(&ev, &cluster, &spec.topology, spec.kill_n, &mut bound)
                         .and_then(|t| apply(&ev, &t, &mut net, &mut cluster).map(|_| t))
                 });
                 match done {

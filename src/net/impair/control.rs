@@ -59,6 +59,60 @@ impl Network {
         self.claim.write(&self.manifest).map_err(NetError::Registry)
     }
 
+    /// Impair the packets between two hosts only, both ways (`None` clears it): loss and
+    /// delay added on each host's own link as its packets to the other leave it, so every
+    /// other pair stays as it was. Needs the userspace engine on the hosts' links.
+    pub fn impair_between(
+        &mut self,
+        a: &str,
+        b: &str,
+        imp: Option<Impairment>,
+    ) -> Result<(), NetError> {
+        if let Some(i) = imp {
+            i.validate().map_err(NetError::Impair)?;
+        }
+        let m = &self.manifest;
+        let host = |n: &str| {
+            m.topology
+                .host(n)
+                .ok_or_else(|| NetError::Impair(format!("no host named '{n}'")))
+        };
+        let (ha, hb) = (host(a)?, host(b)?);
+        if m.impair_backend != Some(Backend::Userspace) {
+            return Err(NetError::Impair(format!(
+                "impairing the packets between {a} and {b} needs the userspace impairment engine on the hosts' links (network '{}' has {}); build it with --impair-backend userspace and --impairable-all-links",
+                m.prefix,
+                match m.impair_backend {
+                    Some(Backend::Netem) => "netem",
+                    _ => "no impairment",
+                }
+            )));
+        }
+        let (_, control, _) = registry::engine_paths(&m.prefix);
+        for (from, to) in [(ha, hb), (hb, ha)] {
+            if !m.split.contains(&from.name) {
+                return Err(NetError::Impair(format!(
+                    "host {}'s link has no impairment engine; build the network with --impairable-all-links",
+                    from.name
+                )));
+            }
+            let req = engine::Request::Pair {
+                link: from.name.clone(),
+                forward: true,
+                src: from.ip,
+                dst: to.ip,
+                impairment: imp,
+            };
+            let r = engine::request(&control, &req).map_err(|e| {
+                NetError::Impair(format!("impairment engine at {}: {e}", control.display()))
+            })?;
+            if !r.ok {
+                return Err(NetError::Impair(r.error.unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+
     /// The userspace engine's counters per link direction (empty with netem or no impairment).
     pub fn impairment_stats(&self) -> Result<Vec<engine::DirStats>, NetError> {
         impairment_stats(&self.manifest)

@@ -55,6 +55,15 @@ pub enum Request {
         forward: Option<Impairment>,
         back: Option<Impairment>,
     },
+    /// Impair only the frames from `src` to `dst` (IPv4) on one direction of a link, on top of
+    /// the direction's own impairment; `None` removes the rule.
+    Pair {
+        link: String,
+        forward: bool,
+        src: std::net::Ipv4Addr,
+        dst: std::net::Ipv4Addr,
+        impairment: Option<Impairment>,
+    },
     /// Counters of every link direction.
     Stats,
 }
@@ -215,6 +224,24 @@ struct Dir {
     delay_rng: Xoshiro256PlusPlus,
     last_due: u64,
     stats: DirStats,
+    /// Rules for frames between two addresses, each with its own loss stream.
+    pairs: Vec<PairRule>,
+}
+
+/// Extra impairment of the IPv4 frames from `src` to `dst`.
+struct PairRule {
+    src: [u8; 4],
+    dst: [u8; 4],
+    imp: Impairment,
+    rng: Xoshiro256PlusPlus,
+}
+
+/// The IPv4 source and destination of an Ethernet frame, if it carries IPv4.
+fn ipv4_pair(frame: &[u8]) -> Option<([u8; 4], [u8; 4])> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    Some((frame[26..30].try_into().ok()?, frame[30..34].try_into().ok()?))
 }
 
 impl Dir {
@@ -236,6 +263,7 @@ impl Dir {
                 seed ^ h.rotate_left(32) ^ 0x9e3779b97f4a7c15,
             ),
             last_due: 0,
+            pairs: Vec::new(),
             stats: DirStats {
                 link: link.into(),
                 forward,
@@ -257,12 +285,41 @@ impl Dir {
         };
     }
 
+    /// Set or remove (`None`) the rule for frames from `src` to `dst`.
+    fn set_pair(&mut self, src: [u8; 4], dst: [u8; 4], imp: Option<Impairment>, seed: u64) {
+        self.pairs.retain(|p| (p.src, p.dst) != (src, dst));
+        if let Some(imp) = imp {
+            let mut h = seed ^ 0x5851f42d4c957f2d;
+            for b in src.iter().chain(&dst) {
+                h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+            }
+            self.pairs.push(PairRule {
+                src,
+                dst,
+                imp,
+                rng: Xoshiro256PlusPlus::seed_from_u64(h),
+            });
+        }
+    }
+
     /// Drop the frame? Otherwise, when it is due.
-    fn admit(&mut self, now: u64) -> Option<u64> {
+    fn admit(&mut self, now: u64, frame: &[u8]) -> Option<u64> {
         self.stats.received += 1;
         if self.imp.loss_pct > 0.0 && self.loss_rng.random::<f64>() * 100.0 < self.imp.loss_pct {
             self.stats.dropped += 1;
             return None;
+        }
+        let mut extra_ms = 0.0;
+        if !self.pairs.is_empty() {
+            if let Some((src, dst)) = ipv4_pair(frame) {
+                if let Some(p) = self.pairs.iter_mut().find(|p| p.src == src && p.dst == dst) {
+                    if p.imp.loss_pct > 0.0 && p.rng.random::<f64>() * 100.0 < p.imp.loss_pct {
+                        self.stats.dropped += 1;
+                        return None;
+                    }
+                    extra_ms = p.imp.latency_ms;
+                }
+            }
         }
         let ms = match &self.normal {
             Some(n) => n
@@ -270,7 +327,7 @@ impl Dir {
                 .clamp(0.0, 2.0 * self.imp.latency_ms),
             None => self.imp.latency_ms,
         };
-        let mut due = now + (ms * 1e6) as u64;
+        let mut due = now + ((ms + extra_ms) * 1e6) as u64;
         if !self.imp.reorder {
             due = due.max(self.last_due);
         }
@@ -425,7 +482,7 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
                     armed = 0;
                 }
                 STOP => break 'run,
-                CONTROL => serve_control(&control, &mut dirs),
+                CONTROL => serve_control(&control, &mut dirs, spec.seed),
                 port => {
                     let port = port as usize;
                     // Frames arriving on end 0 of a link go forward (dir 2i), on end 1 back (2i+1).
@@ -442,7 +499,7 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
                             .map(|t| (t as i64 - offset) as u64)
                             .filter(|&t| t <= now && now - t < 1_000_000_000)
                             .unwrap_or(now);
-                        let Some(due) = dirs[dir].admit(arrived) else {
+                        let Some(due) = dirs[dir].admit(arrived, &buf[..len]) else {
                             continue;
                         };
                         if due <= now && heap.is_empty() {
@@ -492,7 +549,7 @@ fn close_in_parallel(fds: Vec<OwnedFd>) {
     });
 }
 
-fn serve_control(listener: &UnixListener, dirs: &mut [Dir]) {
+fn serve_control(listener: &UnixListener, dirs: &mut [Dir], seed: u64) {
     while let Ok((stream, _)) = listener.accept() {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -508,7 +565,7 @@ fn serve_control(listener: &UnixListener, dirs: &mut [Dir]) {
                 error: Some(format!("bad request: {e}")),
                 stats: vec![],
             },
-            Ok(req) => handle(req, dirs),
+            Ok(req) => handle(req, dirs, seed),
         };
         let mut out = serde_json::to_string(&resp).unwrap_or_default();
         out.push('\n');
@@ -516,8 +573,38 @@ fn serve_control(listener: &UnixListener, dirs: &mut [Dir]) {
     }
 }
 
-fn handle(req: Request, dirs: &mut [Dir]) -> Response {
+fn handle(req: Request, dirs: &mut [Dir], seed: u64) -> Response {
+    let fail = |e: String| Response {
+        ok: false,
+        error: Some(e),
+        stats: vec![],
+    };
     match req {
+        Request::Pair {
+            link,
+            forward,
+            src,
+            dst,
+            impairment,
+        } => {
+            if let Some(Err(e)) = impairment.map(|i| i.validate()) {
+                return fail(e);
+            }
+            match dirs
+                .iter_mut()
+                .find(|d| d.link == link && d.forward == forward)
+            {
+                Some(d) => {
+                    d.set_pair(src.octets(), dst.octets(), impairment, seed);
+                    Response {
+                        ok: true,
+                        error: None,
+                        stats: vec![],
+                    }
+                }
+                None => fail(format!("link '{link}' has no impairment engine")),
+            }
+        }
         Request::Stats => Response {
             ok: true,
             error: None,
