@@ -265,3 +265,104 @@ fn a_scenario_written_for_five_nodes_refuses_three() {
     );
     assert_clean("ysx");
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("reckon-test-sc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn fault_rows(dir: &std::path::Path) -> Vec<(String, String)> {
+    csv::Reader::from_path(dir.join("faults.csv"))
+        .unwrap()
+        .deserialize::<std::collections::HashMap<String, String>>()
+        .map(|r| {
+            let r = r.unwrap();
+            (r["action"].clone(), r["targets"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn a_scenario_run_is_checked_and_gated_by_its_expectations() {
+    let dir = scratch("ql");
+    let out = dir.join("ql");
+    let o = reckon(&[
+        "--prefix",
+        "ysr",
+        "run",
+        "etcd",
+        "wan",
+        "uniform",
+        "quorum-loss",
+        "--duration",
+        "9",
+        "--expect",
+        "longest_gap < 0.001s, errors < 100%, linearizable",
+        "--result-location",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("expectation failed: longest_gap < 0.001s") && !t.contains("expectation failed: errors"),
+        "{t}"
+    );
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["check"]["linearizable"], true, "{s}");
+    let verdicts: Vec<bool> = s["expect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(verdicts, [false, true, true]);
+    // Five nodes by default; the leader cut from three of the four others.
+    let rows = fault_rows(&out);
+    assert_eq!(rows[0].0, "partition");
+    let (a, b) = rows[0].1.split_once(" | ").unwrap();
+    assert_eq!((a.split(' ').count(), b.split(' ').count()), (1, 3), "{rows:?}");
+    assert!(!b.contains(a));
+    assert!(out.join("fault.toml").exists());
+    assert_clean("ysr");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_random_plan_replays_exactly_from_its_fault_file() {
+    let dir = scratch("rp");
+    let run = |name: &str, fault: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["--prefix", "ysp", "run", "etcd", "wan", "uniform"];
+        args.extend(fault);
+        args.extend([
+            "--duration",
+            "10",
+            "--seed",
+            "5",
+            "--result-location",
+            out.to_str().unwrap(),
+        ]);
+        let o = reckon(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        out
+    };
+    let first = run(
+        "first",
+        &["random", "--random-interval", "1", "--random-mix", "isolate,kill,oneway,halves"],
+    );
+    let plan = first.join("fault.toml");
+    let replay = run("replay", &["none", "--fault-file", plan.to_str().unwrap()]);
+    let events = |d: &std::path::Path| json(&d.join("config.json"))["fault"]["events"].clone();
+    assert!(events(&first).as_array().unwrap().len() >= 4, "{}", events(&first));
+    assert_eq!(events(&first), events(&replay));
+    // Node selectors by number: the same hosts, whoever leads.
+    assert_eq!(fault_rows(&first), fault_rows(&replay));
+    assert_clean("ysp");
+    let _ = std::fs::remove_dir_all(&dir);
+}

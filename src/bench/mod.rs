@@ -138,5 +138,6 @@ pub(crate) fn etcd_run(
         result_dir: dir,
         progress: false,
         client_cmd: None,
+        expect: Vec::new(),
     })
 }

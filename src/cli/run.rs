@@ -101,6 +101,11 @@ pub(super) struct RunArgs {
     /// sent and is recorded as an "overloaded" error.
     #[arg(long, default_value_t = crate::run::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Pass/fail: expectations on summary.json's figures, separated by commas, e.g.
+    /// "longest_gap < 2s, errors < 1%, latency_ms.p99 <= 300ms, linearizable" (units s, ms;
+    /// % is a share of all operations). reckon exits 3 if one fails, naming it.
+    #[arg(long, value_name = "EXPECTATIONS")]
+    expect: Option<String>,
     /// A fault file of your own instead of a named fault.
     #[arg(long, value_name = "FILE")]
     fault_file: Option<PathBuf>,
@@ -177,6 +182,9 @@ pub fn run_parameters() -> Vec<RunParameter> {
         .collect()
 }
 
+/// Exit status of a run whose `--expect` did not hold.
+pub const EXPECTATION_FAILED: u8 = 3;
+
 pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
     net::require_root()?;
     let spec = run_spec(prefix, a)?;
@@ -214,6 +222,22 @@ pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
             outcome.dir.display()
         );
         return Ok(130);
+    }
+    let failed: Vec<_> = outcome
+        .summary
+        .expect
+        .iter()
+        .flatten()
+        .filter(|e| !e.ok)
+        .collect();
+    if !failed.is_empty() {
+        for e in &failed {
+            eprintln!(
+                "reckon: expectation failed: {} (measured {})",
+                e.expectation, e.measured
+            );
+        }
+        return Ok(EXPECTATION_FAILED);
     }
     Ok(0)
 }
@@ -288,6 +312,13 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         })
         .map_err(anyhow::Error::msg)?,
     };
+    let expect = match &a.expect {
+        Some(e) => crate::record::expect::parse(e).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    if a.client_cmd.is_some() && expect.contains(&crate::record::expect::Expectation::Linearizable) {
+        bail!("--expect linearizable: the history checker needs what the built-in client records (write values, what reads saw); with --client-cmd it does not run");
+    }
     let impair = impair::ImpairOptions {
         latency_ms: a.link_latency,
         jitter: a.link_jitter,
@@ -333,6 +364,7 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
             .client_cmd
             .as_ref()
             .map(|c| c.split_whitespace().map(String::from).collect()),
+        expect,
     };
     Ok(spec)
 }
@@ -390,6 +422,17 @@ fn print_outcome(spec: &crate::run::RunSpec, outcome: &crate::run::RunOutcome) {
     }
     for e in &outcome.client_errors {
         out!("  client error: {e}");
+    }
+    if let Some(v) = &s.check {
+        out!("{}", crate::check::describe(v));
+    }
+    for e in s.expect.iter().flatten() {
+        out!(
+            "expect {}: {} (measured {})",
+            e.expectation,
+            if e.ok { "held" } else { "FAILED" },
+            e.measured
+        );
     }
     out!("results in {}", outcome.dir.display());
 }

@@ -135,7 +135,9 @@ pub fn plan(o: &Options) -> Result<Fault, String> {
             })
             .map(|(k, _)| *k)
             .expect("weights add up to the total");
-        shape(kind, o.nodes, t, t + len, &mut rng, &mut events);
+        // Milliseconds are fine enough, and the written plan reads plainly.
+        let ms = |x: f64| (x * 1000.0).round() / 1000.0;
+        shape(kind, o.nodes, ms(t), ms(t + len), &mut rng, &mut events);
         t += len + draw(&mut rng);
     }
     let mix: Vec<String> = o

@@ -4,6 +4,7 @@
 //! operation kind and phase. The figures are computed as operations stream past ([`tally`]):
 //! memory does not grow with the number of operations.
 
+pub mod expect;
 pub mod availability;
 pub mod tally;
 
@@ -198,7 +199,7 @@ pub struct Recovery {
     pub seconds_to_first_success: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     /// Seconds the figures cover: the run's duration, or less if it was interrupted.
     pub duration: f64,
@@ -240,6 +241,9 @@ pub struct Summary {
     /// The history checker's verdict, once `reckon check` has looked at the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::check::Verdict>,
+    /// `--expect`'s verdicts, one per expectation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Vec<expect::Verdict>>,
 }
 
 /// reckon's own cost during a run: it shares the machine with the system it measures.

@@ -529,6 +529,7 @@ impl Tally {
             instrument: None,
             incomplete: None,
             check: None,
+            expect: None,
         };
         if let Some(dir) = dir {
             self.write_timeseries(&dir.join("timeseries.csv"), covered)?;

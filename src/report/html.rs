@@ -68,6 +68,7 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
                 duration: s.duration,
                 data: &data,
                 faults: &faults,
+                violation: s.check.as_ref().and_then(|c| c.violation.as_ref()),
             };
             super::plot_run(dir, &input)?;
         }
@@ -172,6 +173,28 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
             <table><tr><th>CPU per op µs</th><th>CPU s</th><th>over s</th><th>ops</th><th>RSS MB</th><th>peak RSS MB</th><th>dispatch lag p50 ms</th><th>p99 ms</th><th>max ms</th><th>max in flight</th></tr>\
             <tr><td>{:.1}</td><td>{:.3}</td><td>{:.1}-{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr></table>",
             i.cpu_us_per_op, i.cpu_s, i.steady_from, i.steady_to, i.steady_ops, i.rss_mb, i.rss_peak_mb, s.dispatch_lag_ms.p50, s.dispatch_lag_ms.p99, s.dispatch_lag_ms.max, i.max_in_flight);
+    }
+    if let Some(ex) = &s.expect {
+        let failed = ex.iter().filter(|e| !e.ok).count();
+        let _ = write!(
+            h,
+            "<h2>Expectations</h2><p>{}</p><table><tr><th>expectation</th><th>measured</th><th>verdict</th></tr>",
+            if failed == 0 {
+                "Every expectation held.".to_string()
+            } else {
+                format!("<strong>{failed} of {} expectations failed.</strong>", ex.len())
+            }
+        );
+        for e in ex {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.expectation),
+                esc(&e.measured),
+                if e.ok { "held" } else { "<strong>failed</strong>" }
+            );
+        }
+        h += "</table>";
     }
     if let Some(v) = &s.check {
         let verdict = match v.linearizable {

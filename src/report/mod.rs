@@ -37,6 +37,8 @@ pub struct PlotInput<'a> {
     pub duration: f64,
     pub data: &'a PlotData,
     pub faults: &'a [FaultRecord],
+    /// The history checker's violation, marked on the latency plot.
+    pub violation: Option<&'a crate::check::Violation>,
 }
 
 /// Write `latency`, `throughput` and `cdf`, each as PNG and SVG, into `dir`.
@@ -66,6 +68,7 @@ const ERR: RGBColor = RGBColor(214, 39, 40);
 const FAULT: RGBColor = RGBColor(90, 90, 90);
 const SPAN: RGBColor = RGBColor(255, 200, 120);
 const WINDOW: RGBColor = RGBColor(214, 39, 40);
+const VIOLATION: RGBColor = RGBColor(148, 0, 211);
 
 fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &PlotInput) -> Res
 where
@@ -113,6 +116,22 @@ where
         }))?
         .label("unavailable (failed or past the op timeout)")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], WINDOW.mix(0.4).filled()));
+    }
+    if let Some(v) = p.violation {
+        // The operations no order explains: their span, at least a few pixels wide, and each
+        // one's call-to-return as a bar at the top.
+        let min_w = p.duration / 300.0;
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(v.from, lo), (v.to.max(v.from + min_w), hi)],
+            VIOLATION.mix(0.25).filled(),
+        )))?
+        .label(format!("not linearizable: key {}, {} operations", v.key, v.ops.len()))
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], VIOLATION.mix(0.6).filled()));
+        for (k, o) in v.ops.iter().enumerate() {
+            let y = hi / (1.1 + 0.15 * k as f64);
+            let end = o.ret.unwrap_or(v.to).max(o.call + min_w);
+            c.draw_series(LineSeries::new([(o.call, y), (end, y)], VIOLATION.stroke_width(3)))?;
+        }
     }
     for f in p.faults {
         c.draw_series(LineSeries::new(

@@ -60,6 +60,8 @@ pub struct RunSpec {
     /// An external client (program and arguments) speaking reckon's stdio protocol, instead of
     /// the system's built-in client.
     pub client_cmd: Option<Vec<String>>,
+    /// `--expect`: judged on the summary at the end (see `record::expect`).
+    pub expect: Vec<crate::record::expect::Expectation>,
 }
 
 /// The default of `--max-in-flight`: see the README ("Overload").
@@ -493,6 +495,17 @@ pub fn measure(
         });
     }
     summary.incomplete = incomplete;
+    // The history checker, on what the built-in client recorded (each write's value and what
+    // each read saw); an external client's records need not carry values.
+    if spec.client_cmd.is_none() {
+        match crate::check::History::load(&dir) {
+            Ok(h) => summary.check = Some(crate::check::check(&h)),
+            Err(e) => eprintln!("reckon: history check: {e}"),
+        }
+    }
+    if !spec.expect.is_empty() {
+        summary.expect = Some(record::expect::judge(&spec.expect, &summary));
+    }
     record::write_summary(&dir, &summary).map_err(results)?;
     let title = format!(
         "{} / {} / {} / {}",
@@ -503,6 +516,7 @@ pub fn measure(
         duration: covered,
         data: &plot,
         faults: &faults,
+        violation: summary.check.as_ref().and_then(|c| c.violation.as_ref()),
     };
     if let Err(e) = crate::report::plot_run(&dir, &input) {
         // The numbers are written; a plot that fails is reported, not fatal.
