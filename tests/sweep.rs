@@ -327,3 +327,57 @@ fn bad_plans_are_refused() {
     let o = reckon(&["sweep", "x.toml", "--shard", "3/2"]);
     assert!(!o.status.success());
 }
+
+/// Every sweep plan in scripts/ expands, and each of its runs is a `reckon run` that would be
+/// accepted (names, node counts of the scenarios, expectations).
+#[test]
+fn every_plan_in_scripts_holds_only_runs_reckon_accepts() {
+    let mut plans = 0;
+    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let plan = reckon::sweep::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for p in &plan.points {
+            let args = reckon::sweep::run_args(p);
+            reckon::cli::parse_run("ysv", &args)
+                .unwrap_or_else(|e| panic!("{}: run {args:?}: {e}", path.display()));
+        }
+        plans += 1;
+    }
+    assert!(plans >= 3, "found {plans} plans");
+}
+
+/// A sweep over faults with an availability budget: results.csv gets the checker's verdict and
+/// the expectations' per run; the report's table has a row per configuration with them.
+#[test]
+fn a_scenario_sweep_reports_verdicts_by_configuration() {
+    let p = "ysz";
+    let _ = opts(p);
+    let base = tmp("scen");
+    let plan_path = plan(
+        &base,
+        "[fixed]\nsystem = \"etcd\"\ntopology = \"simple\"\nworkload = \"uniform\"\nduration = 3\nrate = 20\nlink_latency = 0\nwrite_ratio = 0.5\nexpect = \"longest_gap < 2.5s, linearizable\"\n[grid]\nfault = [\"none\", \"leader-only\"]\n",
+    );
+    let out = base.join("out");
+    let o = reckon(&["--prefix", p, "sweep", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let h = csv::Reader::from_path(out.join("results.csv")).unwrap().headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    for r in rows(&out) {
+        assert_eq!(&r[2], "ok", "{r:?}");
+        assert_eq!(&r[col("linearizable")], "yes", "{r:?}");
+        // Without the leader the cluster re-elects within the budget; either way a verdict.
+        assert!(r[col("expectations")].starts_with("held") || r[col("expectations")].starts_with("failed: longest_gap"), "{r:?}");
+    }
+    let o = reckon(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let table = &html[html.find("By configuration").expect("the table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(table.contains("<td>none</td>") && table.contains("<td>leader-only</td>"), "{table}");
+    assert!(table.contains("<td>1/1</td>"), "{table}");
+    assert_clean(p);
+    let _ = std::fs::remove_dir_all(&base);
+}

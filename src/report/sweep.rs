@@ -91,6 +91,7 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
     } else {
         h += "<p>No parameter varies between runs: nothing to plot against.</p>";
     }
+    h += &by_configuration(&header, &rows, &varying);
     h += "<h2>Runs</h2><table><tr>";
     for c in &header {
         let _ = write!(h, "<th>{}</th>", esc(c));
@@ -234,4 +235,94 @@ fn plot(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// One row per configuration (the varying parameters but the seed; its repeats and seeds
+/// together): how unavailable it was (longest gap, errors), its p99 latency, and what the
+/// history checker and `--expect` said, over its runs. The table a paper comparing systems
+/// under scenarios builds by hand.
+fn by_configuration(header: &[String], rows: &[Vec<String>], varying: &[usize]) -> String {
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let keys: Vec<usize> = varying
+        .iter()
+        .copied()
+        .filter(|&c| header[c] != "seed")
+        .collect();
+    let (Some(gap), Some(errors), Some(ops), Some(p99)) =
+        (col("longest_gap_s"), col("errors"), col("ops"), col("p99_ms"))
+    else {
+        return String::new();
+    };
+    let mut groups: BTreeMap<Vec<&str>, Vec<&Vec<String>>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry(keys.iter().map(|&c| r[c].as_str()).collect())
+            .or_default()
+            .push(r);
+    }
+    let num = |r: &Vec<String>, c: usize| r[c].parse::<f64>().ok();
+    let spread = |v: &[f64], digits: usize| -> String {
+        if v.is_empty() {
+            return "–".into();
+        }
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        if v.len() == 1 {
+            format!("{mean:.digits$}")
+        } else {
+            format!("{mean:.digits$} ({lo:.digits$}–{hi:.digits$})")
+        }
+    };
+    let mut h = String::from("<h2>By configuration</h2><p>Mean over the runs that finished (min–max); errors as a share of operations. Linearizable: runs the history checker passed, of those it checked.</p><table><tr>");
+    for &k in &keys {
+        let _ = write!(h, "<th>{}</th>", esc(&header[k]));
+    }
+    h += "<th>runs ok</th><th>longest gap s</th><th>errors %</th><th>p99 ms</th><th>linearizable</th><th>expectations held</th></tr>";
+    for (key, runs) in &groups {
+        let done: Vec<&&Vec<String>> = runs.iter().filter(|r| r[2] == "ok").collect();
+        let gaps: Vec<f64> = done.iter().filter_map(|r| num(r, gap)).collect();
+        let errs: Vec<f64> = done
+            .iter()
+            .filter_map(|r| Some(num(r, errors)? * 100.0 / num(r, ops)?.max(1.0)))
+            .collect();
+        let p99s: Vec<f64> = done.iter().filter_map(|r| num(r, p99)).collect();
+        let count = |c: Option<usize>, yes: &dyn Fn(&str) -> bool| -> String {
+            let Some(c) = c else { return "–".into() };
+            let seen: Vec<&str> = done
+                .iter()
+                .map(|r| r[c].as_str())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if seen.is_empty() {
+                "–".into()
+            } else {
+                let n = seen.iter().filter(|v| yes(v)).count();
+                let text = format!("{n}/{}", seen.len());
+                if n < seen.len() {
+                    format!("<strong>{text}</strong>")
+                } else {
+                    text
+                }
+            }
+        };
+        h += "<tr>";
+        for v in key {
+            let _ = write!(h, "<td>{}</td>", esc(v));
+        }
+        let _ = write!(
+            h,
+            "<td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            done.len(),
+            runs.len(),
+            spread(&gaps, 3),
+            spread(&errs, 2),
+            spread(&p99s, 1),
+            count(col("linearizable"), &|v| v == "yes"),
+            count(col("expectations"), &|v| v == "held"),
+        );
+    }
+    h += "</table>";
+    h
 }

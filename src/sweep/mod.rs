@@ -40,6 +40,9 @@ pub const FLAGS: &[&str] = &[
     "op_timeout",
     "max_in_flight",
     "seed",
+    "random_interval",
+    "random_mix",
+    "expect",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +101,18 @@ pub fn point_id(params: &BTreeMap<String, String>, repeat: u32) -> String {
         }
     }
     format!("{:012x}-r{repeat}", h >> 16)
+}
+
+/// The `reckon run` arguments of a point (after `run`): positional ones, then flags.
+pub fn run_args(p: &Point) -> Vec<String> {
+    let mut args: Vec<String> = POSITIONAL.iter().map(|k| p.params[*k].clone()).collect();
+    for (key, v) in &p.params {
+        if !POSITIONAL.contains(&key.as_str()) {
+            args.push(format!("--{}", key.replace('_', "-")));
+            args.push(v.clone());
+        }
+    }
+    args
 }
 
 /// A plan, expanded.
@@ -243,13 +258,7 @@ pub fn run(
         } else {
             make_room(&dir, p)?;
             let mut args: Vec<String> = vec!["--prefix".into(), prefix.into(), "run".into()];
-            args.extend(POSITIONAL.iter().map(|k| p.params[*k].clone()));
-            for (key, v) in &p.params {
-                if !POSITIONAL.contains(&key.as_str()) {
-                    args.push(format!("--{}", key.replace('_', "-")));
-                    args.push(v.clone());
-                }
-            }
+            args.extend(run_args(p));
             args.extend(["--result-location".into(), dir.display().to_string()]);
             let child = bin
                 .command()
@@ -364,9 +373,29 @@ const FIGURES: &[&str] = &[
     "p99_ms",
     "max_ms",
     "longest_gap_s",
+    "linearizable",
+    "expectations",
 ];
 
 fn figures(s: &Summary) -> Vec<String> {
+    let check = match s.check.as_ref().map(|c| c.linearizable) {
+        Some(Some(true)) => "yes",
+        Some(Some(false)) => "no",
+        Some(None) => "undecided",
+        None => "",
+    };
+    let expect = match &s.expect {
+        Some(v) if v.iter().all(|e| e.ok) => "held".to_string(),
+        Some(v) => {
+            let failed: Vec<&str> = v
+                .iter()
+                .filter(|e| !e.ok)
+                .map(|e| e.expectation.as_str())
+                .collect();
+            format!("failed: {}", failed.join("; "))
+        }
+        None => String::new(),
+    };
     vec![
         s.ops.to_string(),
         s.ok.to_string(),
@@ -376,6 +405,8 @@ fn figures(s: &Summary) -> Vec<String> {
         format!("{:.3}", s.latency_ms.p99),
         format!("{:.3}", s.latency_ms.max),
         format!("{:.3}", s.longest_gap),
+        check.to_string(),
+        expect,
     ]
 }
 
