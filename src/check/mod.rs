@@ -2,22 +2,27 @@
 //!
 //! The history is a run's ops.csv (or a history from elsewhere, in the CSV or JSON form of
 //! [`History`]). Each key is checked on its own (linearizability is compositional, so the
-//! history is linearizable iff every key's is), with the Wing–Gong/Lowe search: operations are
-//! linearized one at a time, each chosen among those no unlinearized operation precedes in real
-//! time, memoizing (operations linearized, register value) so no state is searched twice.
-//! Three things keep it fast on real histories:
-//! - a write's value is unique (reckon's are), so a read says which write it saw;
+//! history is linearizable iff every key's is). A write's value is unique (reckon's are), so
+//! a read says which write it saw, and that makes the question a matter of intervals
+//! (Gibbons and Korach, "Testing shared memories", 1997; here in the form of Golab, Li and
+//! Shah, PODC 2011): a write and the reads that saw it form a cluster; where some operation of
+//! the cluster returns before another is called, the value must be held from the first return
+//! to the last call (a forward zone), else the cluster can take effect at any instant all its
+//! operations share (a backward zone). The key is linearizable exactly when no read returns
+//! before its write is called, no two forward zones overlap, and no backward zone lies inside
+//! a forward one: O(n log n) per key, however many operations are in flight together.
 //! - a write whose outcome is unknown (it timed out) may or may not have happened: unread, it is
 //!   dropped (leaving it out is always a valid choice); read, it must have happened before the
 //!   first read that saw it returned, which bounds it;
-//! - a search state is small: the operations are taken by call time, so "in order so far" is
-//!   a prefix plus the few operations beyond it already placed, and the register's value.
+//! - failed reads say nothing, and a write that failed did not happen.
 //!
-//! Before any search, stale reads are looked for (a read, the write it saw and a write wholly
-//! between the two: no order explains those three), and shown as those operations. The search
-//! is depth first and stops at the first order found; a violation it finds is shown as the
-//! operations in flight where it got furthest. The search has a budget of states: a key that exceeds it is
-//! "undecided", never a false verdict.
+//! Stale reads are looked for first (a read, the write it saw and a write wholly between the
+//! two: no order explains those three) and shown as those operations; any other violation is
+//! shown as the two clusters that cannot both hold (their writes and the operations bounding
+//! their zones), or as a read and the write it saw, called after the read returned. With
+//! values that are not unique a read does not say which write it saw, and the key is
+//! "undecided", never given a false verdict. The tests check the zones against the
+//! Wing–Gong/Lowe search (as in Knossos and Porcupine) on random histories.
 
 pub mod history;
 mod search;
@@ -25,9 +30,6 @@ mod search;
 pub use history::{History, HistoryOp, Status};
 
 use serde::{Deserialize, Serialize};
-
-/// The most (operations linearized, value) states searched per key before giving up.
-pub const BUDGET: usize = 2_000_000;
 
 /// What the checker found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
