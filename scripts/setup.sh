@@ -2,8 +2,9 @@
 # Install what reckon needs on Debian and start Open vSwitch. Idempotent: installs only what is
 # missing and starts OVS only if it is not running. Run as root (or it uses sudo).
 #   scripts/setup.sh          what building and running reckon needs
-#   scripts/setup.sh --test   and what the tests need besides: Chromium (the report is checked
-#                             in a headless browser)
+#   scripts/setup.sh --test   and what the tests and benchmarks need besides: Chromium (the
+#                             report is checked in a headless browser) and Mininet (measured
+#                             beside reckon by `reckon bench net`)
 set -euo pipefail
 
 TEST=0
@@ -26,7 +27,8 @@ PKGS=(openvswitch-switch etcd-server etcd-client libzookeeper-java default-jre-h
       nftables iptables ethtool
       iputils-ping procps python3 python3-venv gcc make fonts-dejavu-core)
 if [ "$TEST" = 1 ]; then
-  PKGS+=(chromium)
+  # Chromium checks the reports; Mininet is measured beside reckon by `reckon bench net`.
+  PKGS+=(chromium mininet)
 fi
 
 missing=()

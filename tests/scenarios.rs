@@ -32,7 +32,10 @@ impl Roles for Stand {
         Some(self.leader.clone())
     }
     fn states(&self) -> Vec<(String, bool, bool)> {
-        self.nodes.iter().map(|n| (n.clone(), true, false)).collect()
+        self.nodes
+            .iter()
+            .map(|n| (n.clone(), true, false))
+            .collect()
     }
 }
 
@@ -96,7 +99,10 @@ fn unreachable(net: &Network, hosts: &[&str]) -> BTreeSet<(String, String)> {
                 })
             })
             .collect();
-        probes.into_iter().filter_map(|p| p.join().unwrap()).collect()
+        probes
+            .into_iter()
+            .filter_map(|p| p.join().unwrap())
+            .collect()
     })
 }
 
@@ -193,7 +199,10 @@ fn chained_cuts_the_followers_apart_and_moves_the_leader_role() {
     play(&f, 14.0, &mut net, &mut s, &mut bound);
     assert_eq!(
         s.done,
-        [("pause".into(), "h2".into()), ("resume".into(), "h2".into())]
+        [
+            ("pause".into(), "h2".into()),
+            ("resume".into(), "h2".into())
+        ]
     );
     assert_eq!(unreachable(&net, &three), set(&[("h1", "h3")]));
     play(&f, 20.0, &mut net, &mut s, &mut bound);
@@ -235,11 +244,17 @@ fn lossy_link_degrades_only_the_leader_to_follower_path() {
     assert!((60.0..=88.0).contains(&lost), "h1 -> h2 lost {lost} %");
     for (a, b) in [("h1", "h3"), ("h2", "h3"), ("mc1", "h2"), ("h1", "mc2")] {
         let lost = ping_loss(&net, a, b, 200);
-        assert!(lost <= 3.0, "{a} -> {b} lost {lost} %, the path is not degraded");
+        assert!(
+            lost <= 3.0,
+            "{a} -> {b} lost {lost} %, the path is not degraded"
+        );
     }
     play(&f, 20.0, &mut net, &mut s, &mut bound);
     let lost = ping_loss(&net, "h1", "h2", 200);
-    assert!(lost <= 3.0, "h1 -> h2 lost {lost} % after the loss was cleared");
+    assert!(
+        lost <= 3.0,
+        "h1 -> h2 lost {lost} % after the loss was cleared"
+    );
     drop(net);
     assert_clean("ysl");
 }
@@ -310,7 +325,8 @@ fn a_scenario_run_is_checked_and_gated_by_its_expectations() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(
-        t.contains("expectation failed: longest_gap < 0.001s") && !t.contains("expectation failed: errors"),
+        t.contains("expectation failed: longest_gap < 0.001s")
+            && !t.contains("expectation failed: errors"),
         "{t}"
     );
     let s = json(&out.join("summary.json"));
@@ -326,7 +342,11 @@ fn a_scenario_run_is_checked_and_gated_by_its_expectations() {
     let rows = fault_rows(&out);
     assert_eq!(rows[0].0, "partition");
     let (a, b) = rows[0].1.split_once(" | ").unwrap();
-    assert_eq!((a.split(' ').count(), b.split(' ').count()), (1, 3), "{rows:?}");
+    assert_eq!(
+        (a.split(' ').count(), b.split(' ').count()),
+        (1, 3),
+        "{rows:?}"
+    );
     assert!(!b.contains(a));
     assert!(out.join("fault.toml").exists());
     assert_clean("ysr");
@@ -354,12 +374,22 @@ fn a_random_plan_replays_exactly_from_its_fault_file() {
     };
     let first = run(
         "first",
-        &["random", "--random-interval", "1", "--random-mix", "isolate,kill,oneway,halves"],
+        &[
+            "random",
+            "--random-interval",
+            "1",
+            "--random-mix",
+            "isolate,kill,oneway,halves",
+        ],
     );
     let plan = first.join("fault.toml");
     let replay = run("replay", &["none", "--fault-file", plan.to_str().unwrap()]);
     let events = |d: &std::path::Path| json(&d.join("config.json"))["fault"]["events"].clone();
-    assert!(events(&first).as_array().unwrap().len() >= 4, "{}", events(&first));
+    assert!(
+        events(&first).as_array().unwrap().len() >= 4,
+        "{}",
+        events(&first)
+    );
     assert_eq!(events(&first), events(&replay));
     // Node selectors by number: the same hosts, whoever leads.
     assert_eq!(fault_rows(&first), fault_rows(&replay));

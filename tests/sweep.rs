@@ -361,22 +361,40 @@ fn a_scenario_sweep_reports_verdicts_by_configuration() {
         "[fixed]\nsystem = \"etcd\"\ntopology = \"simple\"\nworkload = \"uniform\"\nduration = 3\nrate = 20\nlink_latency = 0\nwrite_ratio = 0.5\nexpect = \"longest_gap < 2.5s, linearizable\"\n[grid]\nfault = [\"none\", \"leader-only\"]\n",
     );
     let out = base.join("out");
-    let o = reckon(&["--prefix", p, "sweep", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = reckon(&[
+        "--prefix",
+        p,
+        "sweep",
+        plan_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
-    let h = csv::Reader::from_path(out.join("results.csv")).unwrap().headers().unwrap().clone();
+    let h = csv::Reader::from_path(out.join("results.csv"))
+        .unwrap()
+        .headers()
+        .unwrap()
+        .clone();
     let col = |n: &str| h.iter().position(|x| x == n).unwrap();
     for r in rows(&out) {
         assert_eq!(&r[2], "ok", "{r:?}");
         assert_eq!(&r[col("linearizable")], "yes", "{r:?}");
         // Without the leader the cluster re-elects within the budget; either way a verdict.
-        assert!(r[col("expectations")].starts_with("held") || r[col("expectations")].starts_with("failed: longest_gap"), "{r:?}");
+        assert!(
+            r[col("expectations")].starts_with("held")
+                || r[col("expectations")].starts_with("failed: longest_gap"),
+            "{r:?}"
+        );
     }
     let o = reckon(&["report", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let table = &html[html.find("By configuration").expect("the table")..];
     let table = &table[..table.find("</table>").unwrap()];
-    assert!(table.contains("<td>none</td>") && table.contains("<td>leader-only</td>"), "{table}");
+    assert!(
+        table.contains("<td>none</td>") && table.contains("<td>leader-only</td>"),
+        "{table}"
+    );
     assert!(table.contains("<td>1/1</td>"), "{table}");
     assert_clean(p);
     let _ = std::fs::remove_dir_all(&base);

@@ -284,14 +284,21 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                 "speedup",
                 "check ms"
             );
+            let mut why_not = None;
             bench::net(&ctx.opts(datapath, false), repeat, |b| {
                 let total = b.up + b.down;
-                let (mn, speed) = match b.mininet {
-                    Some(m) => (
-                        format!("{:.0}", m.as_secs_f64() * 1e3),
-                        format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64()),
-                    ),
-                    None => ("-".into(), "-".into()),
+                let (mn, speed) = match &b.mininet {
+                    Ok((up, down)) => {
+                        let m = *up + *down;
+                        (
+                            format!("{:.0}", m.as_secs_f64() * 1e3),
+                            format!("{:.1}x", m.as_secs_f64() / total.as_secs_f64()),
+                        )
+                    }
+                    Err(e) => {
+                        why_not.get_or_insert_with(|| e.clone());
+                        ("".into(), "".into())
+                    }
                 };
                 out!(
                     "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1}",
@@ -305,7 +312,11 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                     b.check.as_secs_f64() * 1e3
                 );
             })?;
-            out!("up/down: medians of {repeat} without the connectivity check (as Mininet's figures); check: all host pairs over ICMP and TCP");
+            out!("up/down: medians of {repeat} without the connectivity check; check: all host pairs over ICMP and TCP");
+            match why_not {
+                None => out!("mininet: the same topologies built and torn down by Mininet {} in this run ({repeat} each, median up+down; OVSBridge, datapath=user, no controller); speedup = Mininet's total / reckon's", bench::mininet::version()),
+                Some(e) => out!("mininet: not measured: {e}"),
+            }
             let rcu = std::fs::read_to_string("/sys/kernel/rcu_expedited")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into());

@@ -182,9 +182,6 @@ pub fn run_parameters() -> Vec<RunParameter> {
         .collect()
 }
 
-/// Exit status of a run whose `--expect` did not hold.
-pub const EXPECTATION_FAILED: u8 = 3;
-
 pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
     net::require_root()?;
     let spec = run_spec(prefix, a)?;
@@ -237,7 +234,7 @@ pub(super) fn run_experiment(prefix: &str, a: &RunArgs) -> Result<u8> {
                 e.expectation, e.measured
             );
         }
-        return Ok(EXPECTATION_FAILED);
+        return Ok(crate::run::EXPECTATION_FAILED);
     }
     Ok(0)
 }
@@ -316,7 +313,8 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
         Some(e) => crate::record::expect::parse(e).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
     };
-    if a.client_cmd.is_some() && expect.contains(&crate::record::expect::Expectation::Linearizable) {
+    if a.client_cmd.is_some() && expect.contains(&crate::record::expect::Expectation::Linearizable)
+    {
         bail!("--expect linearizable: the history checker needs what the built-in client records (write values, what reads saw); with --client-cmd it does not run");
     }
     let impair = impair::ImpairOptions {

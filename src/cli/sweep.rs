@@ -84,11 +84,20 @@ pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
         .iter()
         .filter(|d| d.status.starts_with("failed"))
         .count();
+    let missed = done
+        .iter()
+        .filter(|d| d.status.starts_with("ok, expectation failed"))
+        .count();
     out!(
-        "{} runs: {} done before, {} run now, {failed} failed; results in {}",
+        "{} runs: {} done before, {} run now, {failed} failed{}; results in {}",
         done.len(),
         done.iter().filter(|d| d.status == "done before").count(),
-        done.iter().filter(|d| d.status == "ok").count(),
+        done.iter().filter(|d| d.status.starts_with("ok")).count(),
+        if missed > 0 {
+            format!(", {missed} missed an expectation")
+        } else {
+            String::new()
+        },
         out.join("results.csv").display()
     );
     Ok(0)

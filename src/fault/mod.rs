@@ -481,7 +481,9 @@ impl Fault {
         for e in &self.events {
             match &e.action {
                 Action::Kill { node } => down += node.kills(kill_n),
-                Action::Restart { node: Selector::Killed } => down = 0,
+                Action::Restart {
+                    node: Selector::Killed,
+                } => down = 0,
                 Action::Restart { node } => down = down.saturating_sub(node.kills(kill_n)),
                 _ => {}
             }

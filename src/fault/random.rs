@@ -69,9 +69,13 @@ pub fn parse_mix(s: &str) -> Result<Vec<(Kind, u32)>, String> {
         let (name, w) = match part.split_once(':') {
             Some((n, w)) => (
                 n.trim(),
-                w.trim().parse::<u32>().ok().filter(|w| (1..=1000).contains(w)).ok_or_else(|| {
-                    format!("--random-mix '{part}': a weight is a whole number from 1 to 1000")
-                })?,
+                w.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| (1..=1000).contains(w))
+                    .ok_or_else(|| {
+                        format!("--random-mix '{part}': a weight is a whole number from 1 to 1000")
+                    })?,
             ),
             None => (part, 1),
         };
@@ -144,7 +148,11 @@ pub fn plan(o: &Options) -> Result<Fault, String> {
         .mix
         .iter()
         .map(|(k, w)| {
-            let n = KINDS.iter().find(|(_, x)| x == k).map(|(n, _)| *n).unwrap_or("?");
+            let n = KINDS
+                .iter()
+                .find(|(_, x)| x == k)
+                .map(|(n, _)| *n)
+                .unwrap_or("?");
             if *w == 1 {
                 n.to_string()
             } else {
@@ -235,11 +243,23 @@ fn shape(
         }
         Kind::Kill | Kind::Pause => {
             let (down, up) = if kind == Kind::Kill {
-                (Action::Kill { node: node(one) }, Action::Restart { node: node(one) })
+                (
+                    Action::Kill { node: node(one) },
+                    Action::Restart { node: node(one) },
+                )
             } else {
-                (Action::Pause { node: node(one) }, Action::Resume { node: node(one) })
+                (
+                    Action::Pause { node: node(one) },
+                    Action::Resume { node: node(one) },
+                )
             };
-            events.extend([Event { at: from, action: down }, Event { at: to, action: up }]);
+            events.extend([
+                Event {
+                    at: from,
+                    action: down,
+                },
+                Event { at: to, action: up },
+            ]);
         }
         Kind::Degrade => {
             let loss = 20.0 + (rng.random_range(0..=40) as f64);
@@ -306,13 +326,20 @@ mod tests {
             let (mut cut, mut down, mut degraded) = (false, 0usize, false);
             let mut last = 0.0;
             for e in &f.events {
-                assert!(e.at >= last && e.at >= 12.0 && e.at <= 108.0, "seed {seed}: {e:?}");
+                assert!(
+                    e.at >= last && e.at >= 12.0 && e.at <= 108.0,
+                    "seed {seed}: {e:?}"
+                );
                 last = e.at;
                 match &e.action {
                     Action::Partition { .. } => cut = true,
                     Action::Heal => cut = false,
                     Action::Kill { .. } | Action::Pause { .. } => {
-                        assert!(!cut && down == 0 && !degraded, "seed {seed}: overlap at {}", e.at);
+                        assert!(
+                            !cut && down == 0 && !degraded,
+                            "seed {seed}: overlap at {}",
+                            e.at
+                        );
                         down += 1
                     }
                     Action::Restart { .. } | Action::Resume { .. } => down -= 1,
@@ -320,7 +347,10 @@ mod tests {
                     a => panic!("unexpected {a:?}"),
                 }
             }
-            assert!(!cut && down == 0 && !degraded, "seed {seed}: not undone by the end");
+            assert!(
+                !cut && down == 0 && !degraded,
+                "seed {seed}: not undone by the end"
+            );
         }
     }
 
@@ -333,7 +363,8 @@ mod tests {
         for seed in 0..20 {
             let f = plan(&opts(seed)).unwrap();
             let text = f.to_toml();
-            let back = parse("random", "fault.toml", &text, p).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let back =
+                parse("random", "fault.toml", &text, p).unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(back, f, "{text}");
         }
     }
@@ -369,11 +400,17 @@ mod tests {
                 }
             }
             for (i, row) in sees.iter().enumerate() {
-                assert!(row.iter().filter(|s| **s).count() > n / 2, "n {n}: node {i} sees {row:?}");
+                assert!(
+                    row.iter().filter(|s| **s).count() > n / 2,
+                    "n {n}: node {i} sees {row:?}"
+                );
             }
             for i in 0..n {
                 for j in i + 1..n {
-                    assert_ne!(sees[i], sees[j], "n {n}: nodes {i} and {j} see the same set");
+                    assert_ne!(
+                        sees[i], sees[j],
+                        "n {n}: nodes {i} and {j} see the same set"
+                    );
                 }
             }
         }
@@ -381,17 +418,34 @@ mod tests {
 
     #[test]
     fn mixes_and_knobs_are_checked() {
-        assert_eq!(parse_mix("kill:3, pause").unwrap(), vec![(Kind::Kill, 3), (Kind::Pause, 1)]);
-        assert!(parse_mix("kill,earthquake").unwrap_err().contains("kinds: halves"));
+        assert_eq!(
+            parse_mix("kill:3, pause").unwrap(),
+            vec![(Kind::Kill, 3), (Kind::Pause, 1)]
+        );
+        assert!(parse_mix("kill,earthquake")
+            .unwrap_err()
+            .contains("kinds: halves"));
         assert!(parse_mix("kill:0").is_err());
         assert!(parse_mix("").is_err());
-        let o = Options { interval: 0.01, ..opts(1) };
+        let o = Options {
+            interval: 0.01,
+            ..opts(1)
+        };
         assert!(plan(&o).unwrap_err().contains("--random-interval"));
-        let only_kills = Options { mix: vec![(Kind::Kill, 1)], ..opts(3) };
+        let only_kills = Options {
+            mix: vec![(Kind::Kill, 1)],
+            ..opts(3)
+        };
         let f = plan(&only_kills).unwrap();
-        assert!(f.events.iter().all(|e| matches!(e.action, Action::Kill { .. } | Action::Restart { .. })));
+        assert!(f
+            .events
+            .iter()
+            .all(|e| matches!(e.action, Action::Kill { .. } | Action::Restart { .. })));
         // A run too short for any fault gets none (and says nothing is wrong).
-        let short = Options { duration: 2.0, ..opts(1) };
+        let short = Options {
+            duration: 2.0,
+            ..opts(1)
+        };
         assert!(plan(&short).unwrap().events.is_empty());
     }
 }

@@ -207,8 +207,7 @@ impl std::fmt::Display for Selector {
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -257,11 +256,21 @@ mod tests {
             .contains("or a host's name"));
         assert_eq!(Selector::Followers(Count::KillN).kills(2), 2);
         assert!(Selector::Follower(1).needs_leader() && !Selector::Node(1).needs_leader());
-        assert_eq!(Selector::parse("follower:1", Scope::Nodes), Ok(Selector::Follower(1)));
+        assert_eq!(
+            Selector::parse("follower:1", Scope::Nodes),
+            Ok(Selector::Follower(1))
+        );
         assert!(Selector::parse("leader as A", Scope::Nodes)
             .unwrap()
             .needs_leader());
-        for bad in ["leader as", "leader as a b", "@", "@x y", "leader as A as B", "node:1,"] {
+        for bad in [
+            "leader as",
+            "leader as a b",
+            "@",
+            "@x y",
+            "leader as A as B",
+            "node:1,",
+        ] {
             assert!(Selector::parse(bad, Scope::Hosts).is_err(), "{bad}");
         }
     }

@@ -98,16 +98,18 @@ impl Network {
         let ips = |hs: &[String]| -> Result<Vec<std::net::Ipv4Addr>, NetError> {
             hs.iter()
                 .map(|h| {
-                    topo.host(h).map(|h| h.ip).ok_or_else(|| NetError::NoSuchHost {
-                        host: h.clone(),
-                        prefix: self.manifest.prefix.clone(),
-                        known: topo
-                            .hosts
-                            .iter()
-                            .map(|h| h.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
+                    topo.host(h)
+                        .map(|h| h.ip)
+                        .ok_or_else(|| NetError::NoSuchHost {
+                            host: h.clone(),
+                            prefix: self.manifest.prefix.clone(),
+                            known: topo
+                                .hosts
+                                .iter()
+                                .map(|h| h.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        })
                 })
                 .collect()
         };

@@ -132,9 +132,14 @@ pub fn parse(text: &str) -> Result<Vec<Expectation>, String> {
             Some(i) => (&b[..i], b[i..].trim()),
             None => (b, ""),
         };
-        let n: f64 = num.trim().parse().ok().filter(|n: &f64| n.is_finite()).ok_or_else(|| {
-            format!("--expect: '{clause}': the bound '{b}' is not a number (units: s, ms, %)")
-        })?;
+        let n: f64 = num
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite())
+            .ok_or_else(|| {
+                format!("--expect: '{clause}': the bound '{b}' is not a number (units: s, ms, %)")
+            })?;
         let ms = in_ms(path);
         let (bound, share) = match unit {
             "" => (n, false),
@@ -224,9 +229,12 @@ mod tests {
 
     #[test]
     fn expectations_read_with_units_and_judge_the_summary() {
-        let e = parse("longest_gap < 2s, errors < 1%, latency_ms.p99 <= 0.3s, linearizable").unwrap();
+        let e =
+            parse("longest_gap < 2s, errors < 1%, latency_ms.p99 <= 0.3s, linearizable").unwrap();
         assert_eq!(e.len(), 4);
-        assert!(matches!(&e[2], Expectation::Compare { bound, .. } if (*bound - 300.0).abs() < 1e-9));
+        assert!(
+            matches!(&e[2], Expectation::Compare { bound, .. } if (*bound - 300.0).abs() < 1e-9)
+        );
         let mut s = Summary {
             ops: 1000,
             errors: 5,

@@ -4,8 +4,8 @@
 //! operation kind and phase. The figures are computed as operations stream past ([`tally`]):
 //! memory does not grow with the number of operations.
 
-pub mod expect;
 pub mod availability;
+pub mod expect;
 pub mod tally;
 
 pub use availability::Window;
@@ -241,9 +241,48 @@ pub struct Summary {
     /// The history checker's verdict, once `reckon check` has looked at the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::check::Verdict>,
+    /// Where the run's wall time went (`reckon run`; not when a benchmark drives the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
     /// `--expect`'s verdicts, one per expectation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Vec<expect::Verdict>>,
+}
+
+/// Where a run's wall time went, seconds: building the network (with its check and the
+/// impairment's calibration), starting the cluster until it has a leader (and whatever the
+/// system prepares), writing the prerequisite keys, the measured part (clients getting ready,
+/// the workload's duration, the last operations' return), the end (summary, history check,
+/// plots) and the teardown; `total_s` from the network's build to the end of the teardown.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stages {
+    pub network_s: f64,
+    pub cluster_s: f64,
+    pub prerequisites_s: f64,
+    pub measured_s: f64,
+    #[serde(default)]
+    pub end_s: Option<f64>,
+    #[serde(default)]
+    pub teardown_s: Option<f64>,
+    #[serde(default)]
+    pub total_s: Option<f64>,
+}
+
+impl Stages {
+    /// One line: each stage's seconds.
+    pub fn describe(&self) -> String {
+        let opt = |x: Option<f64>| x.map_or("?".to_string(), |x| format!("{x:.2}"));
+        format!(
+            "network {:.2} s, cluster start and readiness {:.2} s, prerequisites {:.2} s, measured {:.2} s, end (summary, check, plots) {} s, teardown {} s; total {} s",
+            self.network_s,
+            self.cluster_s,
+            self.prerequisites_s,
+            self.measured_s,
+            opt(self.end_s),
+            opt(self.teardown_s),
+            opt(self.total_s)
+        )
+    }
 }
 
 /// reckon's own cost during a run: it shares the machine with the system it measures.

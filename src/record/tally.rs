@@ -529,6 +529,7 @@ impl Tally {
             instrument: None,
             incomplete: None,
             check: None,
+            stages: None,
             expect: None,
         };
         if let Some(dir) = dir {

@@ -191,7 +191,11 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&e.expectation),
                 esc(&e.measured),
-                if e.ok { "held" } else { "<strong>failed</strong>" }
+                if e.ok {
+                    "held"
+                } else {
+                    "<strong>failed</strong>"
+                }
             );
         }
         h += "</table>";

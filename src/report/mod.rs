@@ -125,12 +125,21 @@ where
             [(v.from, lo), (v.to.max(v.from + min_w), hi)],
             VIOLATION.mix(0.25).filled(),
         )))?
-        .label(format!("not linearizable: key {}, {} operations", v.key, v.ops.len()))
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], VIOLATION.mix(0.6).filled()));
+        .label(format!(
+            "not linearizable: key {}, {} operations",
+            v.key,
+            v.ops.len()
+        ))
+        .legend(|(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 15, y + 5)], VIOLATION.mix(0.6).filled())
+        });
         for (k, o) in v.ops.iter().enumerate() {
             let y = hi / (1.1 + 0.15 * k as f64);
             let end = o.ret.unwrap_or(v.to).max(o.call + min_w);
-            c.draw_series(LineSeries::new([(o.call, y), (end, y)], VIOLATION.stroke_width(3)))?;
+            c.draw_series(LineSeries::new(
+                [(o.call, y), (end, y)],
+                VIOLATION.stroke_width(3),
+            ))?;
         }
     }
     for f in p.faults {

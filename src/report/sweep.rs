@@ -248,9 +248,12 @@ fn by_configuration(header: &[String], rows: &[Vec<String>], varying: &[usize]) 
         .copied()
         .filter(|&c| header[c] != "seed")
         .collect();
-    let (Some(gap), Some(errors), Some(ops), Some(p99)) =
-        (col("longest_gap_s"), col("errors"), col("ops"), col("p99_ms"))
-    else {
+    let (Some(gap), Some(errors), Some(ops), Some(p99)) = (
+        col("longest_gap_s"),
+        col("errors"),
+        col("ops"),
+        col("p99_ms"),
+    ) else {
         return String::new();
     };
     let mut groups: BTreeMap<Vec<&str>, Vec<&Vec<String>>> = BTreeMap::new();

@@ -140,15 +140,19 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// The hosts `sel` picks; `other` is the other side of a partition (for `others`).
-    fn one(&self, sel: &Selector, other: &[String], bound: &mut Bindings) -> Result<Vec<String>, String> {
+    fn one(
+        &self,
+        sel: &Selector,
+        other: &[String],
+        bound: &mut Bindings,
+    ) -> Result<Vec<String>, String> {
         let t = self.t;
         Ok(match sel {
             Selector::Leader => vec![self.leader.clone().unwrap_or_default()],
-            Selector::Follower(i) => vec![self
-                .followers
-                .get(i - 1)
-                .cloned()
-                .ok_or(format!("{sel}: only {} followers are running", self.followers.len()))?],
+            Selector::Follower(i) => vec![self.followers.get(i - 1).cloned().ok_or(format!(
+                "{sel}: only {} followers are running",
+                self.followers.len()
+            ))?],
             Selector::Followers(n) => {
                 let n = match n {
                     Count::KillN => self.kill_n,
@@ -234,9 +238,10 @@ pub fn apply(
     };
     let net_err = |e: crate::net::NetError| e.to_string();
     match &ev.action {
-        Action::Partition { oneway, .. } => {
-            net.partition(&t.a, &t.b, *oneway).map(|_| ()).map_err(net_err)
-        }
+        Action::Partition { oneway, .. } => net
+            .partition(&t.a, &t.b, *oneway)
+            .map(|_| ())
+            .map_err(net_err),
         Action::Heal => net.heal().map(|_| ()).map_err(net_err),
         Action::HealBetween { .. } => net.heal_between(&t.a, &t.b).map(|_| ()).map_err(net_err),
         Action::Kill { .. } => each(nodes, |n, x| n.stop(x)),

@@ -64,6 +64,9 @@ pub struct RunSpec {
     pub expect: Vec<crate::record::expect::Expectation>,
 }
 
+/// `reckon run`'s exit status when a `--expect` expectation did not hold.
+pub const EXPECTATION_FAILED: u8 = 3;
+
 /// The default of `--max-in-flight`: see the README ("Overload").
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 
@@ -186,13 +189,40 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     // Held until the run ends: no other run writes into this folder meanwhile.
     let _folder = folder::claim(&spec.result_dir, &spec.workload)?;
     write_config(spec)?;
+    let clock = std::time::Instant::now();
+    let lap = |since: &mut std::time::Instant| {
+        let s = since.elapsed().as_secs_f64();
+        *since = std::time::Instant::now();
+        s
+    };
+    let mut since = clock;
     let mut net = network(spec)?;
+    let network_s = lap(&mut since);
     let mut cluster = cluster(spec, &mut net)?;
+    let cluster_s = lap(&mut since);
     write_prerequisites(spec, &mut net, &cluster)?;
-    let outcome = measure(spec, &mut net, &mut cluster);
+    let stages = record::Stages {
+        network_s,
+        cluster_s,
+        prerequisites_s: lap(&mut since),
+        ..Default::default()
+    };
+    let mut outcome = measure_staged(spec, &mut net, &mut cluster, Some(stages));
     // The nodes stop before their network goes.
+    since = std::time::Instant::now();
     drop(cluster);
     drop(net);
+    let teardown_s = lap(&mut since);
+    if let Ok(o) = &mut outcome {
+        if let Some(st) = &mut o.summary.stages {
+            st.teardown_s = Some(teardown_s);
+            st.total_s = Some(clock.elapsed().as_secs_f64());
+            eprintln!("reckon: where the time went: {}", st.describe());
+            if let Err(e) = record::write_summary(&o.dir, &o.summary) {
+                eprintln!("reckon: summary.json (stage times): {e}");
+            }
+        }
+    }
     outcome
 }
 
@@ -321,6 +351,18 @@ pub fn measure(
     net: &mut Network,
     cluster: &mut Cluster,
 ) -> Result<RunOutcome, RunError> {
+    measure_staged(spec, net, cluster, None)
+}
+
+/// [`measure`], adding the measured part's and the end's times to `stages` (the stages before
+/// it, timed by [`run`]) in the summary.
+fn measure_staged(
+    spec: &RunSpec,
+    net: &mut Network,
+    cluster: &mut Cluster,
+    stages: Option<record::Stages>,
+) -> Result<RunOutcome, RunError> {
+    let measure_start = std::time::Instant::now();
     let dir = spec.result_dir.clone();
     let results = |e: std::io::Error| RunError::Results {
         path: dir.display().to_string(),
@@ -474,6 +516,8 @@ pub fn measure(
     let (tally, steady_ops, incomplete) = recorder
         .join()
         .map_err(|_| RunError::Bad("the recorder panicked".into()))?;
+    let end_start = std::time::Instant::now();
+    let measured_s = (end_start - measure_start).as_secs_f64();
     faults_written.map_err(results)?;
     let (mut summary, plot) = tally
         .finish(Some(&dir), covered, interrupted)
@@ -506,6 +550,7 @@ pub fn measure(
     if !spec.expect.is_empty() {
         summary.expect = Some(record::expect::judge(&spec.expect, &summary));
     }
+    summary.stages = stages.map(|s| record::Stages { measured_s, ..s });
     record::write_summary(&dir, &summary).map_err(results)?;
     let title = format!(
         "{} / {} / {} / {}",
@@ -521,6 +566,9 @@ pub fn measure(
     if let Err(e) = crate::report::plot_run(&dir, &input) {
         // The numbers are written; a plot that fails is reported, not fatal.
         eprintln!("reckon: plots: {e}");
+    }
+    if let Some(s) = &mut summary.stages {
+        s.end_s = Some(end_start.elapsed().as_secs_f64());
     }
     Ok(RunOutcome {
         summary,

@@ -90,6 +90,7 @@ struct Ran {
 
 /// `reckon run`'s exit status when it was interrupted (Ctrl-C, SIGTERM).
 const INTERRUPTED: i32 = 130;
+use crate::run::EXPECTATION_FAILED;
 
 /// A run's id: a hash (64-bit FNV-1a, stable across versions and machines) of its parameters
 /// and repeat, so the same run keeps its id when the plan gains or loses others.
@@ -275,8 +276,21 @@ pub fn run(
             let _ = std::fs::write(dir.join("run.log"), [&o.stdout[..], &o.stderr[..]].concat());
             // Killed by a signal: no code; -1 says it ended all the same.
             write_ran(&dir, p, o.status.code().unwrap_or(-1));
+            let last_line = |b: &[u8]| {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("reckon: ")
+                    .to_string()
+            };
             if o.status.success() {
                 "ok".to_string()
+            } else if o.status.code() == Some(EXPECTATION_FAILED.into()) && finished(&dir, p) {
+                // It ran and measured; it missed its --expect budget (results.csv says which).
+                format!("ok, {}", last_line(&o.stderr))
             } else if o.status.code() == Some(INTERRUPTED) {
                 "interrupted".to_string()
             } else {
@@ -287,15 +301,7 @@ pub fn run(
                     .args(["--prefix", prefix, "clean", "--only", prefix])
                     .args(["--owner", &pid.to_string()])
                     .output();
-                let err = String::from_utf8_lossy(&o.stderr);
-                format!(
-                    "failed: {}",
-                    err.lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("")
-                        .trim()
-                )
+                format!("failed: {}", last_line(&o.stderr))
             }
         };
         progress(k + 1, mine.len(), p, &status);

@@ -241,7 +241,10 @@ fn ipv4_pair(frame: &[u8]) -> Option<([u8; 4], [u8; 4])> {
     if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
         return None;
     }
-    Some((frame[26..30].try_into().ok()?, frame[30..34].try_into().ok()?))
+    Some((
+        frame[26..30].try_into().ok()?,
+        frame[30..34].try_into().ok()?,
+    ))
 }
 
 impl Dir {
