@@ -8,6 +8,7 @@ pub mod client;
 pub mod engine;
 pub mod mininet;
 pub mod run;
+pub mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct NetBench {
     /// Mininet's median up and down of the same topology, measured in this run (user
     /// datapath, standalone switches), or why it was not.
     pub mininet: Result<(Duration, Duration), String>,
+    /// Ports the network has on its switches, and the time removing as many bare ports takes.
+    pub ports: usize,
+    pub bound: Duration,
 }
 
 /// The cases: wan with 3..33 data centres and simple with 33 nodes.
@@ -84,6 +88,11 @@ pub fn net(
         let mininet = with_mininet
             .clone()
             .and_then(|_| mininet::measure(&topo, repeat, &scratch));
+        let ports = topo.hosts.len() + 2 * topo.links.len();
+        let mut bounds = Vec::new();
+        for _ in 0..repeat.max(1) {
+            bounds.push(port_bound(base, ports)?);
+        }
         let b = NetBench {
             case: format!("{name}-{n}"),
             hosts: topo.hosts.len(),
@@ -92,12 +101,69 @@ pub fn net(
             check,
             pairs,
             mininet,
+            ports,
+            bound: median(bounds),
         };
         progress(&b);
         out.push(b);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(out)
+}
+
+/// The part of a teardown no network code can avoid: `ports` bare veth pairs (named
+/// `<prefix>-kbN`, in a link group of their own) as ports of one standalone bridge
+/// (`<prefix>-kb`, on the networks' datapath), then the bridge and the veths removed; returns
+/// how long the removal took. ovs-vswitchd closes each port's socket (one RCU grace period
+/// each) and the kernel destroys the veths, as in a teardown, with nothing else to do.
+pub fn port_bound(base: &NetworkOptions, ports: usize) -> anyhow::Result<Duration> {
+    use crate::net::rtnl::{Request, Rtnl};
+    let prefix = &base.prefix;
+    let group = crate::net::link_group(&format!("{prefix}kb"));
+    let names: Vec<String> = (0..ports).map(|i| format!("{prefix}-kb{i}")).collect();
+    let bridge = format!("{prefix}-kb");
+    let mut rt = Rtnl::open()?;
+    let gone = |rt: &mut Rtnl| {
+        rt.links_in_group(group)
+            .map(|l| l.is_empty())
+            .unwrap_or(true)
+    };
+    // Whatever an earlier, interrupted measurement left of its own names.
+    let mut db = base.ovs.connect_or_start()?;
+    db.del_bridges(std::slice::from_ref(&bridge))?;
+    let _ = rt.run(Request::del_group(group));
+    let mut reqs = Vec::new();
+    for n in &names {
+        reqs.push(Request::add_veth(n, group, &format!("{n}p"), None, None));
+        reqs.push(Request::link_up(n));
+        reqs.push(Request::link_up(&format!("{n}p")));
+    }
+    let made: Result<Vec<()>, _> = rt.run_all(reqs).into_iter().collect();
+    let added = made.map_err(anyhow::Error::from).and_then(|_| {
+        db.add_bridges(
+            &[crate::net::ovs::BridgeSpec {
+                name: bridge.clone(),
+                ports: names.clone(),
+            }],
+            base.datapath.resolve(),
+            prefix,
+        )
+        .map_err(anyhow::Error::from)
+    });
+    let t = Instant::now();
+    let removed = db.del_bridges(std::slice::from_ref(&bridge));
+    let _ = rt.run(Request::del_group(group));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(&mut rt) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = t.elapsed();
+    added?;
+    removed?;
+    if !gone(&mut rt) {
+        anyhow::bail!("the bound's veths ({prefix}-kb*) were still there after 10 s");
+    }
+    Ok(took)
 }
 
 /// A run of etcd on `topology` with the uniform workload at `rate` for `secs` and no fault,

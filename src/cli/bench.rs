@@ -68,7 +68,17 @@ pub(super) enum Bench {
         #[arg(long, default_value_t = 16)]
         clients: usize,
     },
-    /// Time building and tearing down wan-3..33 and simple-33.
+    /// A real sweep's overhead: etcd on wan-3 (uniform, no fault), `--runs` runs of `--secs`
+    /// seconds, each its own `reckon run` as `reckon sweep` runs them; prints the seconds per
+    /// run beyond its duration and where they went (the runs' stage times).
+    Sweep {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Time building and tearing down wan-3..33 and simple-33, beside Mininet where it is
+    /// installed, and the kernel's bound on the teardown (removing as many bare ports).
     Net {
         /// Repetitions per case (the median is reported).
         #[arg(long, default_value_t = 3)]
@@ -80,6 +90,41 @@ pub(super) enum Bench {
 
 pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
     match cmd {
+        Bench::Sweep { runs, secs } => {
+            if !(1..=1000).contains(&runs) || !(secs > 0.0 && secs <= 3600.0) {
+                bail!("--runs 1 to 1000, --secs more than 0 and at most 3600");
+            }
+            crate::net::require_root()?;
+            let out =
+                std::env::temp_dir().join(format!("reckon-bench-sweep-{}", std::process::id()));
+            out!("sweep of {runs} runs x {secs} s: etcd, wan-3, uniform, no fault, each run its own process");
+            let b = bench::sweep::run(&ctx.prefix, runs, secs, &out, |k, n, p, status| {
+                eprintln!("[{k}/{n}] {}: {status}", p.id);
+            });
+            let _ = std::fs::remove_dir_all(&out);
+            let b = b.map_err(anyhow::Error::msg)?;
+            if b.failed > 0 {
+                bail!("{} of {runs} runs did not finish; no figure", b.failed);
+            }
+            let st = &b.stages;
+            let total = st.total_s.unwrap_or(0.0);
+            out!(
+                "wall {:.1} s: {:.2} s per run beyond its {secs} s (target 1 s)",
+                b.wall.as_secs_f64(),
+                b.overhead()
+            );
+            out!(
+                "per run (mean s): network {:.2}, cluster start and readiness {:.2}, prerequisites {:.2}, measured {:.2} ({:.2} beyond the duration), end {:.2}, teardown {:.2}; outside these (process start, checks, config, the sweep's bookkeeping) {:.2}",
+                st.network_s,
+                st.cluster_s,
+                st.prerequisites_s,
+                st.measured_s,
+                st.measured_s - secs,
+                st.end_s.unwrap_or(0.0),
+                st.teardown_s.unwrap_or(0.0),
+                b.wall.as_secs_f64() / runs as f64 - total
+            );
+        }
         Bench::Check { ops, keys, clients } => {
             if ops == 0 || keys == 0 || clients == 0 || ops > 50_000_000 {
                 bail!("--ops (at most 50,000,000), --keys and --clients must be at least 1");
@@ -274,7 +319,7 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
         }
         Bench::Net { repeat, datapath } => {
             out!(
-                "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
+                "{:<10} {:>5} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8} {:>6} {:>9} {:>7}",
                 "case",
                 "hosts",
                 "up ms",
@@ -282,7 +327,10 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                 "total ms",
                 "mininet ms",
                 "speedup",
-                "check ms"
+                "check ms",
+                "ports",
+                "bound ms",
+                "down/bd"
             );
             let mut why_not = None;
             bench::net(&ctx.opts(datapath, false), repeat, |b| {
@@ -301,7 +349,7 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                     }
                 };
                 out!(
-                    "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1}",
+                    "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>11} {:>9} {:>8.1} {:>6} {:>9.1} {:>7.2}",
                     b.case,
                     b.hosts,
                     b.up.as_secs_f64() * 1e3,
@@ -309,10 +357,14 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                     total.as_secs_f64() * 1e3,
                     mn,
                     speed,
-                    b.check.as_secs_f64() * 1e3
+                    b.check.as_secs_f64() * 1e3,
+                    b.ports,
+                    b.bound.as_secs_f64() * 1e3,
+                    b.down.as_secs_f64() / b.bound.as_secs_f64().max(1e-9)
                 );
             })?;
             out!("up/down: medians of {repeat} without the connectivity check; check: all host pairs over ICMP and TCP");
+            out!("bound: the kernel's and ovs-vswitchd's part of any teardown, measured here: as many bare veth ports as the network has on one bridge, the bridge and the veths removed (median of {repeat}); down/bd = reckon's teardown over it");
             match why_not {
                 None => out!("mininet: the same topologies built and torn down by Mininet {} in this run ({repeat} each, median up+down; OVSBridge, datapath=user, no controller); speedup = Mininet's total / reckon's", bench::mininet::version()),
                 Some(e) => out!("mininet: not measured: {e}"),

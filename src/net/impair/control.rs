@@ -341,6 +341,10 @@ fn apply(m: &Manifest, li: &LinkImpairment) -> Result<(), NetError> {
     }
 }
 
+/// Pings of the calibration, 20 ms apart (the median of all but the first four is taken): 0.3 s
+/// of every run's build.
+const CALIBRATION_PINGS: usize = 16;
+
 /// The emulated network has a latency of its own (software switches, the engine's hops): in a
 /// VM with the userspace datapath, a few hundred microseconds per switch. So that delayed links
 /// add up to exactly the latency asked for, measure it once, with every link clear, on the pair
@@ -378,17 +382,17 @@ fn calibrate(m: &Manifest) -> Result<f64, NetError> {
     let fd = netns::open(m.netns_of(&a.name).unwrap_or_default())
         .map_err(|e| NetError::Impair(format!("calibration: {e}")))?;
     // Spaced like a workload's packets, so the switches' wake-up from idle is counted too.
-    let mut rtts = check::rtts(&fd, b.ip, 25, Duration::from_millis(20))
+    let mut rtts = check::rtts(&fd, b.ip, CALIBRATION_PINGS, Duration::from_millis(20))
         .map_err(|e| NetError::Impair(format!("calibration ping {} -> {}: {e}", a.name, b.name)))?;
-    if rtts.len() < 15 {
+    if rtts.len() < CALIBRATION_PINGS - 4 {
         return Err(NetError::Impair(format!(
-            "calibration: {} -> {} answered {} of 25 pings",
+            "calibration: {} -> {} answered {} of {CALIBRATION_PINGS} pings",
             a.name,
             b.name,
             rtts.len()
         )));
     }
-    let mut rtts = rtts.split_off(5); // the first ones warm up flows and caches
+    let mut rtts = rtts.split_off(4); // the first ones warm up flows and caches
     rtts.sort();
     let median = rtts[rtts.len() / 2].as_secs_f64() * 1e3;
     let per_link = median / (2 * k) as f64;
