@@ -64,6 +64,9 @@ pub struct RunSpec {
     pub expect: Vec<crate::record::expect::Expectation>,
 }
 
+/// The most operations a run checks for linearizability at its end.
+pub const CHECK_AT_MOST: u64 = 5_000_000;
+
 /// `reckon run`'s exit status when a `--expect` expectation did not hold.
 pub const EXPECTATION_FAILED: u8 = 3;
 
@@ -541,7 +544,15 @@ fn measure_staged(
     summary.incomplete = incomplete;
     // The history checker, on what the built-in client recorded (each write's value and what
     // each read saw); an external client's records need not carry values.
-    if spec.client_cmd.is_none() {
+    // It holds the history in memory (about 100 bytes an operation): a very long run is left
+    // to `reckon check`.
+    if spec.client_cmd.is_none() && summary.ops > CHECK_AT_MOST {
+        eprintln!(
+            "reckon: history check skipped: {} operations, more than the {CHECK_AT_MOST} checked at the end of a run; `reckon check {}` checks it",
+            summary.ops,
+            dir.display()
+        );
+    } else if spec.client_cmd.is_none() {
         match crate::check::History::load(&dir) {
             Ok(h) => summary.check = Some(crate::check::check(&h)),
             Err(e) => eprintln!("reckon: history check: {e}"),
