@@ -64,6 +64,11 @@ fn a_real_history_passes_and_a_planted_stale_read_is_caught() {
         text(&c)
     );
     assert_eq!(summary(&dir).check.unwrap().linearizable, Some(true));
+    let svg = || std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+    assert!(
+        !svg().contains("not linearizable"),
+        "no violation to mark yet"
+    );
 
     // A read that comes after two writes in turn (each returned before the next began) sees
     // the first one's value: stale.
@@ -97,6 +102,16 @@ fn a_real_history_passes_and_a_planted_stale_read_is_caught() {
         "{shown:?} {planted:?}"
     );
     assert!(shown.len() <= 6, "a small set: {shown:?}");
+    // Marked on the latency plot, drawn again: the span shaded, each operation a bar.
+    assert!(
+        text(&c).contains("violation is marked") && svg().contains("not linearizable: key"),
+        "{}",
+        text(&c)
+    );
+    assert!(
+        svg().to_uppercase().contains("#9400D3"),
+        "the violation's colour"
+    );
     let r = reckon(&["report", dir.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();

@@ -13,10 +13,14 @@ pub const UNDECIDED: u8 = 4;
 pub(super) fn exec(path: &Path) -> Result<u8> {
     let h = History::load(path).map_err(anyhow::Error::msg)?;
     let v = check::check(&h);
+    out!("{}", check::describe(&v));
     if path.is_dir() {
         check::record(path, &v).map_err(anyhow::Error::msg)?;
+        if v.violation.is_some() {
+            crate::report::html::replot(path).map_err(anyhow::Error::msg)?;
+            out!("plots drawn again: the violation is marked on latency.png and latency.svg");
+        }
     }
-    out!("{}", check::describe(&v));
     Ok(match v.linearizable {
         Some(true) => 0,
         Some(false) => NOT_LINEARIZABLE,

@@ -21,57 +21,10 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
     if dir.join("results.csv").exists() && !dir.join("summary.json").exists() {
         return super::sweep::report(dir);
     }
-    let summary_path = dir.join("summary.json");
-    if !summary_path.exists() {
-        return Err(format!("{}: no results here (no summary.json or results.csv); give the result folder of a finished `reckon run` or `reckon sweep`", dir.display()));
-    }
-    let s: Summary = serde_json::from_slice(
-        &std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?,
-    )
-    .map_err(|e| format!("{}: {e}", summary_path.display()))?;
-    let config: serde_json::Value = std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let faults: Vec<FaultRecord> = csv::Reader::from_path(dir.join("faults.csv"))
-        .ok()
-        .map(|mut r| r.deserialize().filter_map(Result::ok).collect())
-        .unwrap_or_default();
-    let title = format!(
-        "{} / {} / {} / {}",
-        config["system"].as_str().unwrap_or("?"),
-        config["topology"]["name"].as_str().unwrap_or("?"),
-        config["workload"]["name"].as_str().unwrap_or("?"),
-        config["fault"]["name"].as_str().unwrap_or("?")
-    );
+    let (s, config, faults, title) = load(dir)?;
     // Plots: made by the run; made again from ops.csv if missing (streamed: no size limit).
     if !dir.join("latency.png").exists() {
-        if let Ok(mut reader) = csv::Reader::from_path(dir.join("ops.csv")) {
-            let span = match (faults.first(), faults.last()) {
-                (Some(a), Some(b)) => Some((a.scheduled, b.scheduled)),
-                _ => None,
-            };
-            let cfg = record::TallyConfig {
-                duration: s.duration,
-                clients: s.per_client.iter().map(|c| c.client.clone()).collect(),
-                events: faults.iter().map(|f| f.scheduled).collect(),
-                span,
-                op_timeout: config["op_timeout_s"].as_f64().unwrap_or(1.0),
-            };
-            let ops = reader
-                .deserialize::<record::OpRecord>()
-                .filter_map(Result::ok);
-            let (_, data) = record::summarise(None, cfg, s.duration, s.interrupted, ops, &faults)
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
-            let input = super::PlotInput {
-                title: &title,
-                duration: s.duration,
-                data: &data,
-                faults: &faults,
-                violation: s.check.as_ref().and_then(|c| c.violation.as_ref()),
-            };
-            super::plot_run(dir, &input)?;
-        }
+        plot_again(dir, &s, &config, &faults, &title)?;
     }
     let mut h = String::new();
     let _ = write!(
@@ -274,4 +227,76 @@ pub fn report(dir: &Path) -> Result<PathBuf, String> {
     let out = dir.join("report.html");
     std::fs::write(&out, h).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out)
+}
+
+/// Draw a run folder's plots again from its ops.csv (streamed: no size limit), with the fault
+/// events and the history checker's violation (summary.json) marked.
+fn plot_again(
+    dir: &Path,
+    s: &Summary,
+    config: &serde_json::Value,
+    faults: &[FaultRecord],
+    title: &str,
+) -> Result<(), String> {
+    if let Ok(mut reader) = csv::Reader::from_path(dir.join("ops.csv")) {
+        let span = match (faults.first(), faults.last()) {
+            (Some(a), Some(b)) => Some((a.scheduled, b.scheduled)),
+            _ => None,
+        };
+        let cfg = record::TallyConfig {
+            duration: s.duration,
+            clients: s.per_client.iter().map(|c| c.client.clone()).collect(),
+            events: faults.iter().map(|f| f.scheduled).collect(),
+            span,
+            op_timeout: config["op_timeout_s"].as_f64().unwrap_or(1.0),
+        };
+        let ops = reader
+            .deserialize::<record::OpRecord>()
+            .filter_map(Result::ok);
+        let (_, data) = record::summarise(None, cfg, s.duration, s.interrupted, ops, faults)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let input = super::PlotInput {
+            title,
+            duration: s.duration,
+            data: &data,
+            faults,
+            violation: s.check.as_ref().and_then(|c| c.violation.as_ref()),
+        };
+        super::plot_run(dir, &input)?;
+    }
+    Ok(())
+}
+
+/// A run folder's summary, configuration, fault records and title.
+fn load(dir: &Path) -> Result<(Summary, serde_json::Value, Vec<FaultRecord>, String), String> {
+    let summary_path = dir.join("summary.json");
+    if !summary_path.exists() {
+        return Err(format!("{}: no results here (no summary.json or results.csv); give the result folder of a finished `reckon run` or `reckon sweep`", dir.display()));
+    }
+    let s: Summary = serde_json::from_slice(
+        &std::fs::read(&summary_path).map_err(|e| format!("{}: {e}", summary_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+    let config: serde_json::Value = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let faults: Vec<FaultRecord> = csv::Reader::from_path(dir.join("faults.csv"))
+        .ok()
+        .map(|mut r| r.deserialize().filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    let title = format!(
+        "{} / {} / {} / {}",
+        config["system"].as_str().unwrap_or("?"),
+        config["topology"]["name"].as_str().unwrap_or("?"),
+        config["workload"]["name"].as_str().unwrap_or("?"),
+        config["fault"]["name"].as_str().unwrap_or("?")
+    );
+    Ok((s, config, faults, title))
+}
+
+/// Draw a run folder's plots again, the history checker's violation marked (`reckon check`).
+pub fn replot(dir: &Path) -> Result<(), String> {
+    let (s, config, faults, title) = load(dir)?;
+    plot_again(dir, &s, &config, &faults, &title)
 }
