@@ -181,6 +181,9 @@ pub fn start(
 
 /// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
 /// two batches.
+/// How long a prerequisite write is tried again before the run gives up.
+const PREREQUISITE_PATIENCE: Duration = Duration::from_secs(10);
+
 pub fn prerequisites(
     net: &Network,
     host: &str,
@@ -219,10 +222,21 @@ pub fn prerequisites(
                             key: k.clone(),
                             value: String::new(),
                         };
-                        kv.perform(&op, timeout)
-                            .await
-                            .result
-                            .map_err(|e| format!("{k}: {e}"))
+                        // Before measuring, a member that has just joined may not serve yet:
+                        // each write is tried again for a while, as a client starting up would.
+                        let start = std::time::Instant::now();
+                        loop {
+                            match kv.perform(&op, timeout).await.result {
+                                Ok(_) => return Ok(()),
+                                Err(e)
+                                    if start.elapsed() >= PREREQUISITE_PATIENCE
+                                        || crate::signals::interrupted() =>
+                                {
+                                    return Err(format!("{k}: {e}"))
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                            }
+                        }
                     });
                 }
                 while let Some(r) = set.join_next().await {
