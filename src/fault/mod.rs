@@ -492,6 +492,13 @@ impl Fault {
         most
     }
 
+    /// Whether an event impairs the packets between hosts (which takes the userspace engine).
+    pub fn impairs_between(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e.action, Action::ImpairBetween { .. }))
+    }
+
     /// When the fault starts and ends (the first and last events), if it has events.
     pub fn span(&self) -> Option<(f64, f64)> {
         Some((self.events.first()?.at, self.events.last()?.at))

@@ -33,19 +33,7 @@ impl Network {
         oneway: bool,
     ) -> Result<usize, NetError> {
         self.connect_switches()?;
-        let topo = &self.manifest.topology;
-        let host = |n: &String| {
-            topo.host(n).ok_or_else(|| NetError::NoSuchHost {
-                host: n.clone(),
-                prefix: self.manifest.prefix.clone(),
-                known: topo
-                    .hosts
-                    .iter()
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-        };
+        let host = |n: &String| self.host_of(n);
         let mut by_bridge: std::collections::BTreeMap<
             String,
             Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
@@ -94,24 +82,8 @@ impl Network {
     /// returns how many directed pairs healed. A pair cut twice (by two partitions that
     /// overlap) heals here all the same: the cut between them is what is asked to go.
     pub fn heal_between(&mut self, a: &[String], b: &[String]) -> Result<usize, NetError> {
-        let topo = &self.manifest.topology;
         let ips = |hs: &[String]| -> Result<Vec<std::net::Ipv4Addr>, NetError> {
-            hs.iter()
-                .map(|h| {
-                    topo.host(h)
-                        .map(|h| h.ip)
-                        .ok_or_else(|| NetError::NoSuchHost {
-                            host: h.clone(),
-                            prefix: self.manifest.prefix.clone(),
-                            known: topo
-                                .hosts
-                                .iter()
-                                .map(|h| h.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        })
-                })
-                .collect()
+            hs.iter().map(|h| self.host_of(h).map(|h| h.ip)).collect()
         };
         let (a, b) = (ips(a)?, ips(b)?);
         let between = |(x, y): &(std::net::Ipv4Addr, std::net::Ipv4Addr)| {
@@ -121,16 +93,29 @@ impl Network {
         for (bridge, pairs) in &mut self.cuts {
             let (gone, kept): (Vec<_>, Vec<_>) = pairs.drain(..).partition(|p| between(p));
             *pairs = kept;
-            let h = healed.entry(bridge.clone()).or_default();
-            for p in gone {
-                if !h.contains(&p) {
-                    h.push(p);
-                }
-            }
+            healed.entry(bridge.clone()).or_default().extend(gone);
         }
         self.cuts.retain(|(_, pairs)| !pairs.is_empty());
+        for pairs in healed.values_mut() {
+            pairs.sort();
+            pairs.dedup();
+        }
+        self.remove_drops(healed.into_iter().collect())
+    }
+
+    /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
+    pub fn heal(&mut self) -> Result<usize, NetError> {
+        let all = std::mem::take(&mut self.cuts);
+        self.remove_drops(all)
+    }
+
+    /// Take these drop rules off their switches, then purge the datapath's flow cache.
+    fn remove_drops(
+        &mut self,
+        cuts: Vec<(String, Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>)>,
+    ) -> Result<usize, NetError> {
         let mut n = 0;
-        for (bridge, pairs) in healed.into_iter().filter(|(_, p)| !p.is_empty()) {
+        for (bridge, pairs) in cuts.into_iter().filter(|(_, p)| !p.is_empty()) {
             let conn = self
                 .switches
                 .get_mut(&bridge)
@@ -145,21 +130,18 @@ impl Network {
         Ok(n)
     }
 
-    /// Remove every cut made by [`Network::partition`]; returns how many directed pairs healed.
-    pub fn heal(&mut self) -> Result<usize, NetError> {
-        let mut n = 0;
-        for (bridge, pairs) in std::mem::take(&mut self.cuts) {
-            let conn = self
-                .switches
-                .get_mut(&bridge)
-                .expect("cut through this connection");
-            conn.drops(&pairs, false)
-                .map_err(|e| NetError::Impair(format!("heal on {bridge}: {e}")))?;
-            n += pairs.len();
-        }
-        if n > 0 {
-            self.purge_datapath()?;
-        }
-        Ok(n)
+    /// A host of this network, or an error naming the hosts it has.
+    fn host_of(&self, name: &str) -> Result<&crate::topology::Host, NetError> {
+        let topo = &self.manifest.topology;
+        topo.host(name).ok_or_else(|| NetError::NoSuchHost {
+            host: name.into(),
+            prefix: self.manifest.prefix.clone(),
+            known: topo
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 }

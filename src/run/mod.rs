@@ -142,12 +142,8 @@ pub fn validate(spec: &RunSpec) -> Result<(), RunError> {
             spec.fault.name
         )));
     }
-    let between = spec
-        .fault
-        .events
-        .iter()
-        .any(|e| matches!(e.action, Action::ImpairBetween { .. }));
-    if between && spec.net.impair.backend == crate::net::impair::Backend::Netem {
+    if spec.fault.impairs_between() && spec.net.impair.backend == crate::net::impair::Backend::Netem
+    {
         return Err(RunError::Bad(format!(
             "fault {} impairs the packets between two hosts, which takes the userspace engine: drop --impair-backend netem (or give userspace)",
             spec.fault.name
@@ -237,16 +233,15 @@ fn network(spec: &RunSpec) -> Result<Network, RunError> {
         spec.topology.hosts.len()
     );
     let mut opts = spec.net.clone();
-    let impairs = |between: bool| {
-        spec.fault.events.iter().any(|e| match e.action {
-            Action::ImpairBetween { .. } => true,
-            Action::Impair { .. } => !between,
-            _ => false,
-        })
-    };
-    opts.impairable_all |= impairs(false);
+    let between = spec.fault.impairs_between();
+    opts.impairable_all |= between
+        || spec
+            .fault
+            .events
+            .iter()
+            .any(|e| matches!(e.action, Action::Impair { .. }));
     // The packets between two hosts only: that takes the userspace engine.
-    if impairs(true) && opts.impair.backend == crate::net::impair::Backend::Auto {
+    if between && opts.impair.backend == crate::net::impair::Backend::Auto {
         opts.impair.backend = crate::net::impair::Backend::Userspace;
     }
     Ok(Network::up(&spec.topology, &opts)?)
