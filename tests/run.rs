@@ -682,20 +682,36 @@ fn the_default_client_leaves_a_leaderless_member_and_round_robin_keeps_hitting_i
     let (from, to) = (faults[0].applied, faults[1].applied);
     let client = cut_off_client(&faults[0]);
     let during = ops_of(&dir, &client, from, to);
-    let mut lat: Vec<f64> = during
-        .iter()
-        .filter(|o| o.ok)
-        .map(|o| o.latency())
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let mut ok: Vec<&reckon::record::OpRecord> = during.iter().filter(|o| o.ok).collect();
+    ok.sort_by(|a, b| a.latency().total_cmp(&b.latency()));
     assert!(
-        lat.len() > during.len() / 2,
+        ok.len() > during.len() / 2,
         "{client}: {} of {} ok: {out}",
-        lat.len(),
+        ok.len(),
         during.len()
     );
-    let p99 = lat[(lat.len() - 1) * 99 / 100];
-    assert!(p99 < 0.25, "{client} p99 during the partition {p99} s");
+    // WAN speed is 80-125 ms here. Some 60 operations succeed during the partition, so a p99
+    // would be their second slowest: one scheduling hiccup of a busy VM. The 95th percentile
+    // still fails on a plateau (a share of the 1 s timeout), which is what this is about.
+    let p95 = ok[(ok.len() - 1) * 95 / 100].latency();
+    let slowest: Vec<String> = ok
+        .iter()
+        .rev()
+        .take(5)
+        .map(|o| {
+            format!(
+                "{:.3} s at {:.2} via {} ({} attempts)",
+                o.latency(),
+                o.intended,
+                o.target,
+                o.attempts
+            )
+        })
+        .collect();
+    assert!(
+        p95 < 0.25,
+        "{client} p95 during the partition {p95} s; slowest: {slowest:?}"
+    );
     // Until the member notices (its election timeout), operations there time out: errors,
     // shown as a window of that client beginning at the partition.
     let mine = s.per_client.iter().find(|c| c.client == client).unwrap();

@@ -179,10 +179,11 @@ pub fn start(
     })
 }
 
-/// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
-/// two batches.
 /// How long a prerequisite write is tried again before the run gives up.
 const PREREQUISITE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
+/// two batches.
 
 pub fn prerequisites(
     net: &Network,

@@ -16,6 +16,9 @@ use nix::unistd::Pid;
 use super::{fill, Member, SystemDef, SystemError};
 use crate::net::{self, registry::Manifest};
 
+/// How often readiness asks the members (each a status request from inside its host).
+const READY_POLL: Duration = Duration::from_millis(25);
+
 /// How to run a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -129,8 +132,57 @@ impl Cluster {
         };
         for i in 0..c.nodes.len() {
             c.spawn(i, "new")?;
+            if let Some(path) = c
+                .def
+                .start_after_answer
+                .clone()
+                .filter(|_| i + 1 < c.nodes.len())
+            {
+                c.wait_answer(i, &path, Duration::from_secs(10))?;
+            }
         }
         Ok(c)
+    }
+
+    /// Wait until node `i` answers an HTTP GET of `path` on its peer port (asked from inside
+    /// its host), it exits, or `within` passes (then readiness will say what is wrong).
+    fn wait_answer(&mut self, i: usize, path: &str, within: Duration) -> Result<(), SystemError> {
+        let (name, ip) = (self.nodes[i].name.clone(), self.nodes[i].ip);
+        let addr = std::net::SocketAddr::from((ip, self.def.peer_port));
+        let ns = self
+            .manifest
+            .netns_of(&name)
+            .unwrap_or_default()
+            .to_string();
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if crate::signals::interrupted() {
+                return Err(SystemError::Interrupted);
+            }
+            let up = crate::net::netns::open(&ns)
+                .and_then(|fd| {
+                    crate::net::netns::in_netns(fd, || -> std::io::Result<bool> {
+                        use std::io::{Read, Write};
+                        let t = Duration::from_millis(200);
+                        let mut c = std::net::TcpStream::connect_timeout(&addr, t)?;
+                        c.set_read_timeout(Some(t))?;
+                        write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+                        Ok(c.read(&mut [0u8; 16])? > 0)
+                    })
+                    .map(|r| r.unwrap_or(false))
+                })
+                .unwrap_or(false);
+            if up {
+                tracing::debug!("{name} listens after {:?}", start.elapsed());
+                return Ok(());
+            }
+            if let Some(Ok(Some(_))) = self.nodes[i].child.as_mut().map(|c| c.try_wait()) {
+                // It died: readiness reports it with its log.
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     fn index(&self, node: &str) -> Result<usize, SystemError> {
@@ -374,7 +426,7 @@ impl Cluster {
                 return Ok(l);
             }
             last = st;
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(READY_POLL);
         }
         let silent = last
             .iter()

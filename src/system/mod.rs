@@ -194,6 +194,12 @@ pub struct SystemDef {
     /// The most nodes the system runs (NATS replicates a stream on at most 5 servers).
     #[serde(default)]
     pub max_nodes: Option<usize>,
+    /// Start the nodes one after another, each once the one before answers an HTTP GET of this
+    /// path on its peer port, instead of all at once (etcd asks its peers at start whether it
+    /// is already a member, waiting up to a second for each peer that listens but is itself
+    /// still starting).
+    #[serde(default)]
+    pub start_after_answer: Option<String>,
     pub member: String,
     #[serde(default = "comma")]
     pub member_separator: String,
