@@ -808,3 +808,109 @@ fn an_overloaded_client_records_what_it_could_not_send() {
         "{i:?}"
     );
 }
+
+/// `reckon run --reuse-network` into `dir`: its summary and output.
+fn run_kept(prefix: &str, args: &[&str], dir: &Path) -> (Summary, String) {
+    let mut a = vec!["--prefix", prefix, "run"];
+    a.extend_from_slice(args);
+    a.extend([
+        "--reuse-network",
+        "--result-location",
+        dir.to_str().unwrap(),
+    ]);
+    let o = reckon(&a);
+    let out = text(&o);
+    assert!(o.status.success(), "{a:?}: {out}");
+    let s = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    (s, out)
+}
+
+#[test]
+fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_rebuilt() {
+    let _s = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = "yrk";
+    let _ = opts(p);
+    let cut = std::env::temp_dir().join(format!("reckon-test-cut-{}.toml", std::process::id()));
+    // The first node cut from the others at T/3, never healed by the fault itself.
+    std::fs::write(&cut, "description = \"cut h1\"\n[[events]]\nat = \"1/3\"\naction = \"partition\"\na = \"node:1\"\nb = \"node:2, node:3\"\n").unwrap();
+    let first = [
+        "etcd",
+        "wan",
+        "uniform",
+        "custom",
+        "--fault-file",
+        cut.to_str().unwrap(),
+    ];
+    let mut a = first.to_vec();
+    a.extend(["--duration", "4", "--rate", "20"]);
+    let (s, out) = run_kept(p, &a, &results("kept1"));
+    let st = s.stages.unwrap();
+    assert!(!st.network_reused && st.network_kept, "{out}");
+    assert!(!leftovers(p).is_empty(), "the network is kept");
+    // Another run without the flag is refused, naming it.
+    let o = reckon(&[
+        "--prefix",
+        p,
+        "run",
+        "etcd",
+        "wan",
+        "uniform",
+        "none",
+        "--duration",
+        "1",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--reuse-network"),
+        "{}",
+        text(&o)
+    );
+    // The next run takes it over: the cut is gone (every pair checked, no error) and the links
+    // carry this run's latency (50 ms instead of 20: a write's round trips take 2.5 times as
+    // long), not the last run's.
+    let (s, out) = run_kept(
+        p,
+        &[
+            "etcd",
+            "wan",
+            "uniform",
+            "none",
+            "--duration",
+            "3",
+            "--rate",
+            "20",
+            "--link-latency",
+            "50",
+        ],
+        &results("kept2"),
+    );
+    let st = s.stages.clone().unwrap();
+    assert!(st.network_reused && st.network_kept, "{out}");
+    assert!(st.network_s < 0.3, "reset, not rebuilt: {st:?}");
+    assert_eq!(s.errors, 0, "{out}");
+    assert!(
+        s.latency_ms.p50 > 160.0 && s.latency_ms.p50 < 260.0,
+        "{:?}",
+        s.latency_ms
+    );
+    // A run that needs another network tears the kept one down and builds its own.
+    let (s, out) = run_kept(
+        p,
+        &[
+            "etcd",
+            "wan",
+            "uniform",
+            "none",
+            "--duration",
+            "1",
+            "--number-nodes",
+            "5",
+        ],
+        &results("kept3"),
+    );
+    let st = s.stages.unwrap();
+    assert!(!st.network_reused && st.network_kept, "{out}");
+    assert_eq!(s.errors, 0, "{out}");
+    let o = reckon(&["--prefix", p, "topo", "down"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_clean(p);
+}

@@ -56,6 +56,18 @@ fn a_sweep_runs_its_grid_resumes_and_shards() {
     );
     let runs: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().collect();
     assert_eq!(runs.len(), 8);
+    // Consecutive runs share one network: the first builds it, the sweep takes it down at its end.
+    let reused = runs
+        .iter()
+        .filter(|d| {
+            let path = d.as_ref().unwrap().path().join("summary.json");
+            let s: reckon::record::Summary =
+                serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            s.stages.unwrap().network_reused
+        })
+        .count();
+    assert_eq!(reused, 7);
+    assert_clean(p);
     let r = rows(&out);
     assert_eq!(r.len(), 8);
     assert!(

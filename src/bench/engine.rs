@@ -64,6 +64,9 @@ impl Rig {
             impairments: vec![],
             split: vec!["ab".into()],
             latency_compensation_ms: 0.0,
+            calibrated: Vec::new(),
+            datapath: None,
+            kept: false,
             scratch: vec![],
         };
         claim.write(&manifest)?;

@@ -213,5 +213,6 @@ pub(crate) fn etcd_run(
         progress: false,
         client_cmd: None,
         expect: Vec::new(),
+        reuse_network: false,
     })
 }

@@ -69,13 +69,17 @@ pub(super) enum Bench {
         clients: usize,
     },
     /// A real sweep's overhead: etcd on wan-3 (uniform, no fault), `--runs` runs of `--secs`
-    /// seconds, each its own `reckon run` as `reckon sweep` runs them; prints the seconds per
-    /// run beyond its duration and where they went (the runs' stage times).
+    /// seconds, each its own `reckon run` as `reckon sweep` runs them (consecutive runs on one
+    /// network), then again with a network built and torn down by every run; prints the
+    /// seconds per run beyond its duration and where they went (the runs' stage times).
     Sweep {
         #[arg(long, default_value_t = 10)]
         runs: usize,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Only the sweep as `reckon sweep` runs it (no pass with a network per run).
+        #[arg(long)]
+        no_fresh: bool,
     },
     /// Time building and tearing down wan-3..33 and simple-33, beside Mininet where it is
     /// installed, and the kernel's bound on the teardown (removing as many bare ports).
@@ -90,7 +94,11 @@ pub(super) enum Bench {
 
 pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
     match cmd {
-        Bench::Sweep { runs, secs } => {
+        Bench::Sweep {
+            runs,
+            secs,
+            no_fresh,
+        } => {
             if !(1..=1000).contains(&runs) || !(secs > 0.0 && secs <= 3600.0) {
                 bail!("--runs 1 to 1000, --secs more than 0 and at most 3600");
             }
@@ -98,32 +106,44 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
             let out =
                 std::env::temp_dir().join(format!("reckon-bench-sweep-{}", std::process::id()));
             out!("sweep of {runs} runs x {secs} s: etcd, wan-3, uniform, no fault, each run its own process");
-            let b = bench::sweep::run(&ctx.prefix, runs, secs, &out, |k, n, p, status| {
-                eprintln!("[{k}/{n}] {}: {status}", p.id);
-            });
-            let _ = std::fs::remove_dir_all(&out);
-            let b = b.map_err(anyhow::Error::msg)?;
-            if b.failed > 0 {
-                bail!("{} of {runs} runs did not finish; no figure", b.failed);
+            let mut passes = vec![true];
+            if !no_fresh {
+                passes.push(false);
             }
-            let st = &b.stages;
-            let total = st.total_s.unwrap_or(0.0);
-            out!(
-                "wall {:.1} s: {:.2} s per run beyond its {secs} s (target 1 s)",
-                b.wall.as_secs_f64(),
-                b.overhead()
-            );
-            out!(
-                "per run (mean s): network {:.2}, cluster start and readiness {:.2}, prerequisites {:.2}, measured {:.2} ({:.2} beyond the duration), end {:.2}, teardown {:.2}; outside these (process start, checks, config, the sweep's bookkeeping) {:.2}",
-                st.network_s,
-                st.cluster_s,
-                st.prerequisites_s,
-                st.measured_s,
-                st.measured_s - secs,
-                st.end_s.unwrap_or(0.0),
-                st.teardown_s.unwrap_or(0.0),
-                b.wall.as_secs_f64() / runs as f64 - total
-            );
+            let mut overheads = Vec::new();
+            for reuse in passes {
+                let how = if reuse {
+                    "as `reckon sweep` runs it (consecutive runs on one network)"
+                } else {
+                    "with a network built and torn down by every run (reuse_network = false)"
+                };
+                out!("{how}:");
+                let b =
+                    bench::sweep::run(&ctx.prefix, runs, secs, reuse, &out, |k, n, p, status| {
+                        eprintln!("[{k}/{n}] {}: {status}", p.id);
+                    });
+                let _ = std::fs::remove_dir_all(&out);
+                let b = b.map_err(anyhow::Error::msg)?;
+                if b.failed > 0 {
+                    bail!("{} of {runs} runs did not finish; no figure", b.failed);
+                }
+                out!(
+                    "  wall {:.1} s: {:.2} s per run beyond its {secs} s{}",
+                    b.wall.as_secs_f64(),
+                    b.overhead(),
+                    if reuse { " (target 1 s)" } else { "" }
+                );
+                out!("  per run (mean s): {}", b.describe());
+                overheads.push(b.overhead());
+            }
+            if let [reused, fresh] = overheads[..] {
+                out!(
+                    "reusing the network saves {:.2} s per run ({:.2} -> {:.2})",
+                    fresh - reused,
+                    fresh,
+                    reused
+                );
+            }
         }
         Bench::Check { ops, keys, clients } => {
             if ops == 0 || keys == 0 || clients == 0 || ops > 50_000_000 {

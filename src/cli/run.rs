@@ -116,6 +116,12 @@ pub(super) struct RunArgs {
     /// run in each client host as `<cmd> --targets=<urls> --id=<n> --ncpr=false`.
     #[arg(long, value_name = "CMD")]
     client_cmd: Option<String>,
+    /// Run on the network the run before left up under this prefix (with this flag) if it is
+    /// the network this run would build, instead of building one, and leave it up at the end
+    /// for the next (`reckon topo down` or `reckon clean` removes it). Sweeps pass it to every
+    /// run and take the network down at their end.
+    #[arg(long, conflicts_with = "debug")]
+    reuse_network: bool,
     /// Debug: build the network and start the system, then take commands (`<host> <cmd…>`,
     /// `partition A B`, `heal`, `kill N`, `restart N`, `leader`, `help`…) until `exit`.
     #[arg(short = 'd')]
@@ -363,6 +369,7 @@ fn run_spec(prefix: &str, a: &RunArgs) -> Result<crate::run::RunSpec> {
             .as_ref()
             .map(|c| c.split_whitespace().map(String::from).collect()),
         expect,
+        reuse_network: a.reuse_network,
     };
     Ok(spec)
 }

@@ -31,7 +31,8 @@ pub(super) enum Topo {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Tear down the network left up by `reckon topo up`.
+    /// Tear down the network left up by `reckon topo up` (or kept by a run with
+    /// `--reuse-network`).
     Down,
     /// Change a link's impairment while the network is up, e.g.
     /// `reckon topo impair s2-s1 --latency 50 --loss 5`. Links are named by host (its link to
@@ -425,6 +426,9 @@ pub(super) fn exec(ctx: &Ctx, cmd: Topo) -> Result<u8> {
                             Some(pid) => format!(
                                 "owned by pid {pid} (if it is gone, `reckon clean` removes it)"
                             ),
+                            None if m.kept => {
+                                "kept for the next run with --reuse-network".into()
+                            }
                             None => "left up by `reckon topo up`".into(),
                         }
                     ),

@@ -95,6 +95,9 @@ pub(super) fn plan(
         impairments,
         split,
         latency_compensation_ms: 0.0,
+        calibrated: Vec::new(),
+        datapath: Some(opts.datapath.resolve()),
+        kept: false,
         scratch: Vec::new(),
     })
 }

@@ -18,6 +18,7 @@ pub mod openflow;
 pub mod ovs;
 mod partition;
 pub mod registry;
+mod reuse;
 pub mod rtnl;
 mod teardown;
 
@@ -31,6 +32,7 @@ pub use build::{host_mac, link_group};
 pub use impair::control::{engine_bin, impairment_stats, set_impairment, spawn_engine};
 pub use ovs::{Datapath, OvsConfig};
 use registry::{Claim, Manifest};
+pub use reuse::down_kept;
 pub use teardown::{clean, down, teardown, CleanScope, Cleaned, Removed};
 
 use crate::topology::Topology;

@@ -49,6 +49,17 @@ pub struct Manifest {
     /// per delayed link, measured when the network was built (see `net::calibrate`).
     #[serde(default)]
     pub latency_compensation_ms: f64,
+    /// The delayed links [`latency_compensation_ms`](Self::latency_compensation_ms) was measured
+    /// for (a network kept for another run measures again if that run delays others).
+    #[serde(default)]
+    pub calibrated: Vec<String>,
+    /// The datapath its bridges were made with (resolved).
+    #[serde(default)]
+    pub datapath: Option<crate::net::Datapath>,
+    /// Left up by a run for the next run with `--reuse-network` (see `net::reuse`), rather than
+    /// by `reckon topo up`.
+    #[serde(default)]
+    pub kept: bool,
     /// Directories the run created for its processes (e.g. data directories), removed with it.
     #[serde(default)]
     pub scratch: Vec<std::path::PathBuf>,
@@ -76,6 +87,8 @@ pub enum ClaimError {
     InUse { prefix: String, pid: Option<u32> },
     #[error("prefix '{prefix}' names a network left up by `reckon topo up`; take it down with `reckon --prefix {prefix} topo down`, or choose another --prefix")]
     Detached { prefix: String },
+    #[error("prefix '{prefix}' names a network a run kept for the next (--reuse-network); run with --reuse-network to use it, take it down with `reckon --prefix {prefix} topo down`, or choose another --prefix")]
+    Kept { prefix: String },
     #[error("prefix '{prefix}' has leftovers of a reckon run that did not clean up (pid {pid:?}); remove them with `reckon clean`")]
     Leftovers { prefix: String, pid: Option<u32> },
     #[error("run registry {dir}: {source}")]
@@ -197,6 +210,9 @@ impl Claim {
             None => Ok(Claim {
                 prefix: prefix.into(),
                 _lock: lock,
+            }),
+            Some(m) if m.owner.is_none() && m.kept => Err(ClaimError::Kept {
+                prefix: prefix.into(),
             }),
             Some(m) if m.owner.is_none() => Err(ClaimError::Detached {
                 prefix: prefix.into(),

@@ -257,6 +257,9 @@ pub struct Summary {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stages {
     pub network_s: f64,
+    /// The network was the one the run before kept (`--reuse-network`), reset, not built.
+    #[serde(default)]
+    pub network_reused: bool,
     pub cluster_s: f64,
     pub prerequisites_s: f64,
     pub measured_s: f64,
@@ -266,6 +269,10 @@ pub struct Stages {
     pub teardown_s: Option<f64>,
     #[serde(default)]
     pub total_s: Option<f64>,
+    /// The network was kept for the next run instead of torn down (`teardown_s` is then the
+    /// time that took).
+    #[serde(default)]
+    pub network_kept: bool,
 }
 
 impl Stages {
@@ -273,12 +280,14 @@ impl Stages {
     pub fn describe(&self) -> String {
         let opt = |x: Option<f64>| x.map_or("?".to_string(), |x| format!("{x:.2}"));
         format!(
-            "network {:.2} s, cluster start and readiness {:.2} s, prerequisites {:.2} s, measured {:.2} s, end (summary, check, plots) {} s, teardown {} s; total {} s",
+            "network {:.2} s{}, cluster start and readiness {:.2} s, prerequisites {:.2} s, measured {:.2} s, end (summary, check, plots) {} s, {} {} s; total {} s",
             self.network_s,
+            if self.network_reused { " (reused)" } else { "" },
             self.cluster_s,
             self.prerequisites_s,
             self.measured_s,
             opt(self.end_s),
+            if self.network_kept { "kept for the next run" } else { "teardown" },
             opt(self.teardown_s),
             opt(self.total_s)
         )

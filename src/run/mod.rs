@@ -62,6 +62,9 @@ pub struct RunSpec {
     pub client_cmd: Option<Vec<String>>,
     /// `--expect`: judged on the summary at the end (see `record::expect`).
     pub expect: Vec<crate::record::expect::Expectation>,
+    /// `--reuse-network`: run on the network kept by the run before, if it fits, and keep
+    /// this run's network at the end (see `net::reuse`).
+    pub reuse_network: bool,
 }
 
 /// The most operations a run checks for linearizability at its end.
@@ -195,13 +198,14 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
         s
     };
     let mut since = clock;
-    let mut net = network(spec)?;
+    let (mut net, network_reused) = network(spec)?;
     let network_s = lap(&mut since);
     let mut cluster = cluster(spec, &mut net)?;
     let cluster_s = lap(&mut since);
     write_prerequisites(spec, &mut net, &cluster)?;
     let stages = record::Stages {
         network_s,
+        network_reused,
         cluster_s,
         prerequisites_s: lap(&mut since),
         ..Default::default()
@@ -210,11 +214,25 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     // The nodes stop before their network goes.
     since = std::time::Instant::now();
     drop(cluster);
-    drop(net);
+    // Kept for the next run only after a run that went well (a failed keep tears it down).
+    let keep = spec.reuse_network
+        && !crate::signals::interrupted()
+        && outcome
+            .as_ref()
+            .is_ok_and(|o| !o.summary.interrupted && o.client_errors.is_empty());
+    let kept = if keep {
+        net.keep()
+            .map_err(|e| eprintln!("reckon: keeping the network for the next run: {e}; torn down"))
+            .is_ok()
+    } else {
+        drop(net);
+        false
+    };
     let teardown_s = lap(&mut since);
     if let Ok(o) = &mut outcome {
         if let Some(st) = &mut o.summary.stages {
             st.teardown_s = Some(teardown_s);
+            st.network_kept = kept;
             st.total_s = Some(clock.elapsed().as_secs_f64());
             eprintln!("reckon: where the time went: {}", st.describe());
             if let Err(e) = record::write_summary(&o.dir, &o.summary) {
@@ -225,10 +243,17 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, RunError> {
     outcome
 }
 
-/// Build the topology (every link impairable if a fault impairs one later).
-fn network(spec: &RunSpec) -> Result<Network, RunError> {
+/// Build the topology (every link impairable if a fault impairs one later), or with
+/// `--reuse-network` take over the network the run before kept, if it fits; the flag says
+/// which.
+fn network(spec: &RunSpec) -> Result<(Network, bool), RunError> {
     eprintln!(
-        "reckon: building {} ({} hosts)…",
+        "reckon: {} {} ({} hosts)…",
+        if spec.reuse_network {
+            "building or reusing"
+        } else {
+            "building"
+        },
         spec.topology.name,
         spec.topology.hosts.len()
     );
@@ -244,7 +269,10 @@ fn network(spec: &RunSpec) -> Result<Network, RunError> {
     if between && opts.impair.backend == crate::net::impair::Backend::Auto {
         opts.impair.backend = crate::net::impair::Backend::Userspace;
     }
-    Ok(Network::up(&spec.topology, &opts)?)
+    if spec.reuse_network {
+        return Ok(Network::reuse_or_up(&spec.topology, &opts)?);
+    }
+    Ok((Network::up(&spec.topology, &opts)?, false))
 }
 
 /// Start the system on the node hosts and wait until it has a leader. Node logs go to the
@@ -419,7 +447,13 @@ fn measure_staged(
             return Err(e);
         }
     };
-    let t0 = now_ns() + 100_000_000;
+    // Every client is ready and waits for its go: a built-in client's thread wakes within a
+    // millisecond; an external client's process reads its go from a pipe.
+    let lead = match spec.client_cmd {
+        None => 20_000_000,
+        Some(_) => 100_000_000,
+    };
+    let t0 = now_ns() + lead;
     for g in &go {
         let _ = g.send(t0);
     }

@@ -59,6 +59,10 @@ struct PlanFile {
     fixed: BTreeMap<String, toml::Value>,
     #[serde(default)]
     grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Consecutive runs on the same network reuse it (`reckon run --reuse-network`); false:
+    /// every run builds its own.
+    #[serde(default = "yes")]
+    reuse_network: bool,
 }
 
 fn one() -> u32 {
@@ -122,6 +126,8 @@ pub struct Plan {
     pub points: Vec<Point>,
     /// The grid's parameter names (for the results' columns), fixed ones after.
     pub columns: Vec<String>,
+    /// Consecutive runs that build the same network run on one (see `net::reuse`).
+    pub reuse_network: bool,
 }
 
 fn text(v: &toml::Value) -> String {
@@ -216,7 +222,11 @@ fn expand(f: PlanFile, origin: &str) -> Result<Plan, String> {
     }
     let mut columns: Vec<String> = f.grid.keys().cloned().collect();
     columns.extend(f.fixed.keys().cloned());
-    Ok(Plan { points, columns })
+    Ok(Plan {
+        points,
+        columns,
+        reuse_network: f.reuse_network,
+    })
 }
 
 /// `i/n` (1-based) -> (i, n).
@@ -260,6 +270,9 @@ pub fn run(
             make_room(&dir, p)?;
             let mut args: Vec<String> = vec!["--prefix".into(), prefix.into(), "run".into()];
             args.extend(run_args(p));
+            if plan.reuse_network {
+                args.push("--reuse-network".into());
+            }
             args.extend(["--result-location".into(), dir.display().to_string()]);
             let child = bin
                 .command()
@@ -309,6 +322,14 @@ pub fn run(
             point: (*p).clone(),
             status,
         });
+    }
+    // The network the last run kept for the next one (none if it failed: it tore it down).
+    if plan.reuse_network {
+        if let Err(e) = crate::net::down_kept(prefix, &crate::net::OvsConfig::default()) {
+            eprintln!(
+                "reckon: the sweep's network (prefix {prefix}): {e}; `reckon clean` removes it"
+            );
+        }
     }
     write_results(plan, out, shard)?;
     Ok(done)

@@ -39,6 +39,57 @@ impl Network {
         check_interrupt()?;
         if opts.calibrate {
             self.manifest.latency_compensation_ms = calibrate(&self.manifest)?;
+            self.manifest.calibrated = delayed_links(&self.manifest);
+        }
+        for li in self.manifest.impairments.clone() {
+            if !li.forward.is_none() || !li.back.is_none() {
+                apply(&self.manifest, &li)?;
+            }
+        }
+        self.claim.write(&self.manifest).map_err(NetError::Registry)
+    }
+
+    /// Clear every link of a kept network, as if it had just been built: the userspace engine
+    /// reset (pair rules and counters gone) and seeded with `seed`, or the netem qdiscs removed.
+    pub(crate) fn clear_impairment(&mut self, seed: u64) -> Result<(), NetError> {
+        match self.manifest.impair_backend {
+            None => Ok(()),
+            Some(Backend::Userspace) => {
+                let (_, control, _) = registry::engine_paths(&self.manifest.prefix);
+                let r =
+                    engine::request(&control, &engine::Request::Reset { seed }).map_err(|e| {
+                        NetError::Impair(format!("impairment engine at {}: {e}", control.display()))
+                    })?;
+                match r.ok {
+                    true => Ok(()),
+                    false => Err(NetError::Impair(r.error.unwrap_or_default())),
+                }
+            }
+            Some(_) => {
+                for li in &self.manifest.impairments {
+                    let clear = LinkImpairment {
+                        link: li.link.clone(),
+                        forward: Impairment::default(),
+                        back: Impairment::default(),
+                    };
+                    apply(&self.manifest, &clear)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Set a cleared kept network's links to what `opts` asks, measuring the network's own
+    /// latency again if other links are delayed now than when it was measured.
+    pub(crate) fn reimpair(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
+        if self.manifest.impair_backend.is_none() {
+            return Ok(());
+        }
+        self.manifest.impairments = super::plan(&self.manifest.topology, &opts.impair);
+        if opts.calibrate && delayed_links(&self.manifest) != self.manifest.calibrated {
+            check_interrupt()?;
+            self.manifest.latency_compensation_ms = calibrate(&self.manifest)?;
+            self.manifest.calibrated = delayed_links(&self.manifest);
         }
         for li in self.manifest.impairments.clone() {
             if !li.forward.is_none() || !li.back.is_none() {
@@ -353,12 +404,7 @@ const CALIBRATION_PINGS: usize = 16;
 /// pings are 20 ms apart, as a workload's packets are at reckon's rates; under much heavier
 /// traffic the switches answer faster and the round trip comes out a little short.
 fn calibrate(m: &Manifest) -> Result<f64, NetError> {
-    let delayed: Vec<&str> = m
-        .impairments
-        .iter()
-        .filter(|l| l.forward.latency_ms > 0.0 || l.back.latency_ms > 0.0)
-        .map(|l| l.link.as_str())
-        .collect();
+    let delayed = delayed_links(m);
     if delayed.is_empty() {
         return Ok(0.0);
     }
@@ -369,7 +415,7 @@ fn calibrate(m: &Manifest) -> Result<f64, NetError> {
             let k = m
                 .topology
                 .path(&a.name, &b.name)
-                .map(|p| p.iter().filter(|l| delayed.contains(&l.as_str())).count())
+                .map(|p| p.iter().filter(|l| delayed.contains(l)).count())
                 .unwrap_or(0);
             if k > best.map_or(0, |(bk, _, _)| bk) {
                 best = Some((k, a, b));
@@ -398,6 +444,15 @@ fn calibrate(m: &Manifest) -> Result<f64, NetError> {
     let per_link = median / (2 * k) as f64;
     tracing::info!("calibration: {} -> {} round trip {median:.3} ms over {k} delayed links: {per_link:.3} ms taken off each", a.name, b.name);
     Ok(per_link)
+}
+
+/// The links the manifest's impairments delay.
+fn delayed_links(m: &Manifest) -> Vec<String> {
+    m.impairments
+        .iter()
+        .filter(|l| l.forward.latency_ms > 0.0 || l.back.latency_ms > 0.0)
+        .map(|l| l.link.clone())
+        .collect()
 }
 
 /// The userspace engine's counters of a live network.

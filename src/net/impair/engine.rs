@@ -66,6 +66,10 @@ pub enum Request {
     },
     /// Counters of every link direction.
     Stats,
+    /// Start afresh, as if just started with `seed`: every direction clear, its pair rules
+    /// gone, its counters zero and its generators seeded anew (a network kept for the next run;
+    /// frames already held go out when due).
+    Reset { seed: u64 },
 }
 
 /// Counters of one link direction.
@@ -384,6 +388,8 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
         dirs.push(Dir::new(&l.link, true, 2 * i + 1, l.forward, spec.seed));
         dirs.push(Dir::new(&l.link, false, 2 * i, l.back, spec.seed));
     }
+    // The seed of pair rules and of a reset's generators: the spec's until a reset gives another.
+    let mut seed = spec.seed;
     let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
     let add = |fd: RawFd, token: u64| -> io::Result<()> {
         let mut ev = libc::epoll_event {
@@ -485,7 +491,7 @@ pub fn run(spec: &EngineSpec) -> io::Result<()> {
                     armed = 0;
                 }
                 STOP => break 'run,
-                CONTROL => serve_control(&control, &mut dirs, spec.seed),
+                CONTROL => serve_control(&control, &mut dirs, &mut seed),
                 port => {
                     let port = port as usize;
                     // Frames arriving on end 0 of a link go forward (dir 2i), on end 1 back (2i+1).
@@ -552,7 +558,7 @@ fn close_in_parallel(fds: Vec<OwnedFd>) {
     });
 }
 
-fn serve_control(listener: &UnixListener, dirs: &mut [Dir], seed: u64) {
+fn serve_control(listener: &UnixListener, dirs: &mut [Dir], seed: &mut u64) {
     while let Ok((stream, _)) = listener.accept() {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -576,7 +582,7 @@ fn serve_control(listener: &UnixListener, dirs: &mut [Dir], seed: u64) {
     }
 }
 
-fn handle(req: Request, dirs: &mut [Dir], seed: u64) -> Response {
+fn handle(req: Request, dirs: &mut [Dir], seed: &mut u64) -> Response {
     let fail = |e: String| Response {
         ok: false,
         error: Some(e),
@@ -598,7 +604,7 @@ fn handle(req: Request, dirs: &mut [Dir], seed: u64) -> Response {
                 .find(|d| d.link == link && d.forward == forward)
             {
                 Some(d) => {
-                    d.set_pair(src.octets(), dst.octets(), impairment, seed);
+                    d.set_pair(src.octets(), dst.octets(), impairment, *seed);
                     Response {
                         ok: true,
                         error: None,
@@ -606,6 +612,17 @@ fn handle(req: Request, dirs: &mut [Dir], seed: u64) -> Response {
                     }
                 }
                 None => fail(format!("link '{link}' has no impairment engine")),
+            }
+        }
+        Request::Reset { seed: new } => {
+            *seed = new;
+            for d in dirs.iter_mut() {
+                *d = Dir::new(&d.link, d.forward, d.out, Impairment::default(), new);
+            }
+            Response {
+                ok: true,
+                error: None,
+                stats: vec![],
             }
         }
         Request::Stats => Response {
