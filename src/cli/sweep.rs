@@ -70,6 +70,10 @@ pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
             .unwrap_or_default(),
         out.display()
     );
+    // How long the runs run now take, for an estimate of the time left.
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut ran = 0u32;
     let done = crate::sweep::run(&plan, &out, shard, &bin, &ctx.prefix, |k, n, p, status| {
         let params: Vec<String> = plan
             .columns
@@ -77,7 +81,16 @@ pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
             .take(4)
             .map(|c| format!("{c}={}", p.params.get(c).cloned().unwrap_or_default()))
             .collect();
-        out!("[{k}/{n}] {} {}: {status}", p.id, params.join(" "));
+        let took = last.elapsed().as_secs_f64();
+        last = std::time::Instant::now();
+        let timing = if status == "done before" {
+            String::new()
+        } else {
+            ran += 1;
+            let left = started.elapsed().as_secs_f64() / ran as f64 * (n - k) as f64;
+            format!(" ({took:.1} s; about {} left)", human(left))
+        };
+        out!("[{k}/{n}] {} {}: {status}{timing}", p.id, params.join(" "));
     })
     .map_err(anyhow::Error::msg)?;
     let failed = done
@@ -101,4 +114,15 @@ pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
         out.join("results.csv").display()
     );
     Ok(0)
+}
+
+/// Seconds as a person reads them: 45 s, 12 min, 3.5 h.
+fn human(secs: f64) -> String {
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
 }
