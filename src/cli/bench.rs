@@ -134,6 +134,10 @@ pub(super) fn exec(ctx: &Ctx, cmd: Bench) -> Result<u8> {
                     if reuse { " (target 1 s)" } else { "" }
                 );
                 out!("  per run (mean s): {}", b.describe());
+                out!(
+                    "  beyond the cluster's own start and readiness (etcd's bootstrap, one member after another, and its election): {:.2} s per run",
+                    b.overhead() - b.mean(|s| s.cluster_s)
+                );
                 overheads.push(b.overhead());
             }
             if let [reused, fresh] = overheads[..] {

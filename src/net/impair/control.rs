@@ -393,7 +393,7 @@ fn apply(m: &Manifest, li: &LinkImpairment) -> Result<(), NetError> {
 }
 
 /// Pings of the calibration, 20 ms apart (the median of all but the first four is taken): 0.3 s
-/// of every run's build.
+/// of every network's build (a reused network measures again only if other links are delayed).
 const CALIBRATION_PINGS: usize = 16;
 
 /// The emulated network has a latency of its own (software switches, the engine's hops): in a
