@@ -299,6 +299,7 @@ fn a_run_interrupted_before_it_measured_shows_as_interrupted() {
         text(&o)
     );
     assert!(!statuses.contains(&"failed".to_string()), "{statuses:?}");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     assert_clean(p);
 }
 

@@ -113,6 +113,12 @@ pub(super) fn exec(ctx: &Ctx, a: SweepArgs) -> Result<u8> {
         },
         out.join("results.csv").display()
     );
+    if crate::signals::interrupted() {
+        eprintln!(
+            "reckon: sweep interrupted; the same command resumes it (finished runs are not run again)"
+        );
+        return Ok(130);
+    }
     Ok(0)
 }
 
