@@ -728,8 +728,12 @@ fn the_default_client_leaves_a_leaderless_member_and_round_robin_keeps_hitting_i
         s.windows
     );
     assert_eq!(s.per_client.len(), 3);
+    // Failovers: operations tried on a second endpoint (or a third: at the heal, etcd without
+    // pre-vote leaves every member leaderless for a moment). Whether any op meets the cut-off
+    // member after it says it has no leader but before its client has moved on is a matter
+    // of timing, so exactly two attempts is not asked for.
     assert!(
-        s.attempts.get(&2).copied().unwrap_or(0) > 0,
+        s.attempts.iter().any(|(&n, &ops)| n >= 2 && ops > 0),
         "failovers: {:?}",
         s.attempts
     );
