@@ -852,6 +852,7 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
     assert!(!st.network_reused && st.network_kept, "{out}");
     assert!(!leftovers(p).is_empty(), "the network is kept");
     // Another run without the flag is refused, naming it.
+    let refused = results("kept-refused");
     let o = reckon(&[
         "--prefix",
         p,
@@ -862,6 +863,8 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
         "none",
         "--duration",
         "1",
+        "--result-location",
+        refused.to_str().unwrap(),
     ]);
     assert!(
         !o.status.success() && text(&o).contains("--reuse-network"),
