@@ -813,10 +813,10 @@ fn an_overloaded_client_records_what_it_could_not_send() {
     );
 }
 
-/// `reckon run --reuse-network` into `dir`: its summary and output.
-fn run_kept(prefix: &str, args: &[&str], dir: &Path) -> (Summary, String) {
+/// `reckon run <args> --reuse-network` into `dir`: its summary and output.
+fn run_kept(prefix: &str, args: &str, dir: &Path) -> (Summary, String) {
     let mut a = vec!["--prefix", prefix, "run"];
-    a.extend_from_slice(args);
+    a.extend(args.split_whitespace());
     a.extend([
         "--reuse-network",
         "--result-location",
@@ -837,35 +837,21 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
     let cut = std::env::temp_dir().join(format!("reckon-test-cut-{}.toml", std::process::id()));
     // The first node cut from the others at T/3, never healed by the fault itself.
     std::fs::write(&cut, "description = \"cut h1\"\n[[events]]\nat = \"1/3\"\naction = \"partition\"\na = \"node:1\"\nb = \"node:2, node:3\"\n").unwrap();
-    let first = [
-        "etcd",
-        "wan",
-        "uniform",
-        "custom",
-        "--fault-file",
-        cut.to_str().unwrap(),
-    ];
-    let mut a = first.to_vec();
-    a.extend(["--duration", "4", "--rate", "20"]);
-    let (s, out) = run_kept(p, &a, &results("kept1"));
+    let first = format!(
+        "etcd wan uniform custom --fault-file {} --duration 4 --rate 20",
+        cut.display()
+    );
+    let (s, out) = run_kept(p, &first, &results("kept1"));
     let st = s.stages.unwrap();
     assert!(!st.network_reused && st.network_kept, "{out}");
     assert!(!leftovers(p).is_empty(), "the network is kept");
     // Another run without the flag is refused, naming it.
     let refused = results("kept-refused");
-    let o = reckon(&[
-        "--prefix",
-        p,
-        "run",
-        "etcd",
-        "wan",
-        "uniform",
-        "none",
-        "--duration",
-        "1",
-        "--result-location",
-        refused.to_str().unwrap(),
-    ]);
+    let plain = format!(
+        "--prefix {p} run etcd wan uniform none --duration 1 --result-location {}",
+        refused.display()
+    );
+    let o = reckon(&plain.split_whitespace().collect::<Vec<_>>());
     assert!(
         !o.status.success() && text(&o).contains("--reuse-network"),
         "{}",
@@ -876,18 +862,7 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
     // long), not the last run's.
     let (s, out) = run_kept(
         p,
-        &[
-            "etcd",
-            "wan",
-            "uniform",
-            "none",
-            "--duration",
-            "3",
-            "--rate",
-            "20",
-            "--link-latency",
-            "50",
-        ],
+        "etcd wan uniform none --duration 3 --rate 20 --link-latency 50",
         &results("kept2"),
     );
     let st = s.stages.clone().unwrap();
@@ -902,16 +877,7 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
     // A run that needs another network tears the kept one down and builds its own.
     let (s, out) = run_kept(
         p,
-        &[
-            "etcd",
-            "wan",
-            "uniform",
-            "none",
-            "--duration",
-            "1",
-            "--number-nodes",
-            "5",
-        ],
+        "etcd wan uniform none --duration 1 --number-nodes 5",
         &results("kept3"),
     );
     let st = s.stages.unwrap();
@@ -920,4 +886,5 @@ fn a_kept_network_serves_the_next_run_healed_and_reset_and_a_different_one_is_re
     let o = reckon(&["--prefix", p, "topo", "down"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_clean(p);
+    let _ = std::fs::remove_file(&cut);
 }

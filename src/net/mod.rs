@@ -89,6 +89,8 @@ pub enum NetError {
     Engine(String),
     #[error("teardown left things behind:\n  {}", .0.join("\n  "))]
     Teardown(Vec<String>),
+    #[error("could not clear the network for the next run:\n  {}", .0.join("\n  "))]
+    Keep(Vec<String>),
 }
 
 /// How to build a network.
@@ -283,13 +285,20 @@ impl Network {
 
     /// Leave the network up after this process exits; `reckon topo down` (or `clean`) removes it.
     pub fn detach(mut self) -> Result<Manifest, NetError> {
+        self.leave_up()?;
+        Ok(self.manifest.clone())
+    }
+
+    /// Record the network as owned by no process and stop owning it here: it outlives this
+    /// process, and so does its impairment engine.
+    fn leave_up(&mut self) -> Result<(), NetError> {
         self.manifest.owner = None;
         self.claim
             .write(&self.manifest)
             .map_err(NetError::Registry)?;
         self.owned = false;
         self.engine = None;
-        Ok(self.manifest.clone())
+        Ok(())
     }
 
     /// Tear down now, reporting what was removed and any failure.

@@ -12,13 +12,14 @@
 //!
 //! Nothing else is ever taken over: a network left up by `reckon topo up` is not `kept`.
 
-use super::registry::{self, Claim, Manifest};
+use super::registry::{Claim, Manifest};
+use super::teardown::{remove_scratch, stop_processes};
 use super::{
-    build, netns, require_root, teardown, validate_prefix, NetError, Network, NetworkOptions,
-    OvsConfig, Removed,
+    build, require_root, teardown, validate_prefix, NetError, Network, NetworkOptions, OvsConfig,
+    Removed,
 };
 use crate::topology::Topology;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl Network {
     /// The network a run with `--reuse-network` runs on: the one kept under `opts.prefix` if it
@@ -32,41 +33,31 @@ impl Network {
         require_root()?;
         validate_prefix(&opts.prefix)?;
         let planned = build::plan(&opts.prefix, topo, opts)?;
-        let kept = registry::read(&opts.prefix)
-            .map_err(NetError::Registry)?
-            .is_some_and(|m| m.owner.is_none() && m.kept);
-        if kept {
-            // Taken over only if no process holds it and it is still a kept network.
-            if let Some((claim, Some(m))) =
-                Claim::take_over(&opts.prefix).map_err(NetError::Registry)?
-            {
-                if m.owner.is_none() && m.kept {
-                    if same_build(&m, &planned) {
-                        let t = Instant::now();
-                        match Network::adopt(claim, m, opts) {
-                            Ok(net) => {
-                                tracing::info!(
-                                    "reusing network '{}' kept by the run before ({:?})",
-                                    opts.prefix,
-                                    t.elapsed()
-                                );
-                                return Ok((net, true));
-                            }
-                            // Torn down when the half-adopted network was dropped.
-                            Err(NetError::Interrupted) => return Err(NetError::Interrupted),
-                            Err(e) => eprintln!(
-                                "reckon: the network kept under prefix '{}' could not be reset ({e}); building a new one",
-                                opts.prefix
-                            ),
-                        }
-                    } else {
+        if let Some((claim, m)) = take_kept(&opts.prefix)? {
+            if same_build(&m, &planned) {
+                let t = Instant::now();
+                match Network::adopt(claim, m, opts) {
+                    Ok(net) => {
                         tracing::info!(
-                            "the network kept under prefix '{}' is not the one this run builds: tearing it down",
-                            opts.prefix
+                            "reusing network '{}' kept by the run before ({:?})",
+                            opts.prefix,
+                            t.elapsed()
                         );
-                        teardown(&claim, &m, &opts.ovs)?;
+                        return Ok((net, true));
                     }
+                    // Torn down when the half-adopted network was dropped.
+                    Err(NetError::Interrupted) => return Err(NetError::Interrupted),
+                    Err(e) => eprintln!(
+                        "reckon: the network kept under prefix '{}' could not be reset ({e}); building a new one",
+                        opts.prefix
+                    ),
                 }
+            } else {
+                tracing::info!(
+                    "the network kept under prefix '{}' is not the one this run builds: tearing it down",
+                    opts.prefix
+                );
+                teardown(&claim, &m, &opts.ovs)?;
             }
         }
         Ok((Network::up(topo, opts)?, false))
@@ -96,7 +87,7 @@ impl Network {
             net.timings.pairs_checked = net.check()?;
             net.timings.check = t.elapsed();
         }
-        net.reimpair(opts)?;
+        net.impair(opts)?;
         Ok(net)
     }
 
@@ -105,34 +96,33 @@ impl Network {
     /// it as kept, owned by no process. On error it is torn down instead.
     pub fn keep(mut self) -> Result<(), NetError> {
         self.heal()?;
-        for (host, ns) in &self.manifest.namespaces {
-            netns::kill_processes(ns, Duration::from_secs(2)).map_err(|source| NetError::Host {
-                host: host.clone(),
-                what: "stop its processes".into(),
-                source,
-            })?;
+        let hosts: Vec<(&str, &str)> = self
+            .manifest
+            .namespaces
+            .iter()
+            .map(|(h, ns)| (h.as_str(), ns.as_str()))
+            .collect();
+        let mut problems = stop_processes(&hosts).1;
+        problems.extend(remove_scratch(&self.manifest.scratch));
+        if !problems.is_empty() {
+            return Err(NetError::Keep(problems));
         }
-        for d in std::mem::take(&mut self.manifest.scratch) {
-            match std::fs::remove_dir_all(&d) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(NetError::Registry(std::io::Error::new(
-                        e.kind(),
-                        format!("remove {}: {e}", d.display()),
-                    )))
-                }
-                _ => {}
-            }
-        }
-        self.manifest.owner = None;
+        self.manifest.scratch.clear();
         self.manifest.kept = true;
-        self.claim
-            .write(&self.manifest)
-            .map_err(NetError::Registry)?;
-        self.owned = false;
-        // The engine goes on running for the next run; the network's teardown stops it.
-        self.engine = None;
+        self.leave_up()?;
         Ok(())
     }
+}
+
+/// The network kept under `prefix`, taken over: `None` if there is none, or a live process
+/// holds the prefix.
+fn take_kept(prefix: &str) -> Result<Option<(Claim, Manifest)>, NetError> {
+    Ok(
+        match Claim::take_over(prefix).map_err(NetError::Registry)? {
+            Some((claim, Some(m))) if m.owner.is_none() && m.kept => Some((claim, m)),
+            _ => None,
+        },
+    )
 }
 
 /// Whether the kept network `m` is the network `planned` (what a run would build now) describes.
@@ -151,16 +141,8 @@ fn same_build(m: &Manifest, planned: &Manifest) -> bool {
 /// Tear down the network kept under `prefix`, if there is one (a sweep's end); a network left
 /// up by `reckon topo up` or owned by a live process stays.
 pub fn down_kept(prefix: &str, ovs: &OvsConfig) -> Result<Option<Removed>, NetError> {
-    let kept = registry::read(prefix)
-        .map_err(NetError::Registry)?
-        .is_some_and(|m| m.owner.is_none() && m.kept);
-    if !kept {
-        return Ok(None);
-    }
-    match Claim::take_over(prefix).map_err(NetError::Registry)? {
-        Some((claim, Some(m))) if m.owner.is_none() && m.kept => {
-            teardown(&claim, &m, ovs).map(Some)
-        }
-        _ => Ok(None),
+    match take_kept(prefix)? {
+        Some((claim, m)) => teardown(&claim, &m, ovs).map(Some),
+        None => Ok(None),
     }
 }

@@ -48,23 +48,12 @@ pub fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed,
         .map(|(h, ns)| (h.as_str(), ns.as_str()))
         .chain(m.link_netns.as_deref().map(|ns| ("(links)", ns)))
         .collect();
-    for (host, ns) in &all_ns {
-        match netns::kill_processes(ns, Duration::from_secs(2)) {
-            Ok(p) => removed.processes += p.len(),
-            Err(e) => problems.push(format!("host {host}: {e}")),
-        }
-    }
+    let (stopped, failed) = stop_processes(&all_ns);
+    removed.processes = stopped;
+    problems.extend(failed);
     tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
-    tracing::debug!("teardown {}: {:?}", m.prefix, t0.elapsed());
-    // Scratch directories, now that no process of the run uses them.
-    for d in &m.scratch {
-        match std::fs::remove_dir_all(d) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                problems.push(format!("remove {}: {e}", d.display()))
-            }
-            _ => {}
-        }
-    }
+    // 2. Scratch directories, now that no process of the run uses them.
+    problems.extend(remove_scratch(&m.scratch));
     // 3. Namespaces: the kernel then removes every host link in one batch.
     for (host, ns) in &all_ns {
         if netns::exists(ns) {
@@ -137,6 +126,31 @@ pub fn teardown(claim: &Claim, m: &Manifest, ovs: &OvsConfig) -> Result<Removed,
     } else {
         Err(NetError::Teardown(problems))
     }
+}
+
+/// Stop every process in these (host, namespace) pairs: how many were stopped, and what
+/// could not be done.
+pub(super) fn stop_processes(namespaces: &[(&str, &str)]) -> (usize, Vec<String>) {
+    let (mut stopped, mut problems) = (0, Vec::new());
+    for (host, ns) in namespaces {
+        match netns::kill_processes(ns, Duration::from_secs(2)) {
+            Ok(p) => stopped += p.len(),
+            Err(e) => problems.push(format!("host {host}: {e}")),
+        }
+    }
+    (stopped, problems)
+}
+
+/// Remove a network's scratch directories (one already gone is fine); what could not be removed.
+pub(super) fn remove_scratch(dirs: &[std::path::PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .filter_map(|d| match std::fs::remove_dir_all(d) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Some(format!("remove {}: {e}", d.display()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Tear down the network `prefix` if no live process owns it (`reckon topo down`).

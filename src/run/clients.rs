@@ -184,7 +184,6 @@ const PREREQUISITE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Write every key once (empty value) from `host`, 64 at a time; a Ctrl-C is seen between
 /// two batches.
-
 pub fn prerequisites(
     net: &Network,
     host: &str,

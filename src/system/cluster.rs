@@ -149,29 +149,21 @@ impl Cluster {
     fn wait_answer(&mut self, i: usize, path: &str, within: Duration) -> Result<(), SystemError> {
         let (name, ip) = (self.nodes[i].name.clone(), self.nodes[i].ip);
         let addr = std::net::SocketAddr::from((ip, self.def.peer_port));
-        let ns = self
-            .manifest
-            .netns_of(&name)
-            .unwrap_or_default()
-            .to_string();
+        let host = net::open_host(&self.manifest, &name)?;
         let start = Instant::now();
         while start.elapsed() < within {
             if crate::signals::interrupted() {
                 return Err(SystemError::Interrupted);
             }
-            let up = crate::net::netns::open(&ns)
-                .and_then(|fd| {
-                    crate::net::netns::in_netns(fd, || -> std::io::Result<bool> {
-                        use std::io::{Read, Write};
-                        let t = Duration::from_millis(200);
-                        let mut c = std::net::TcpStream::connect_timeout(&addr, t)?;
-                        c.set_read_timeout(Some(t))?;
-                        write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-                        Ok(c.read(&mut [0u8; 16])? > 0)
-                    })
-                    .map(|r| r.unwrap_or(false))
-                })
-                .unwrap_or(false);
+            let answered = crate::net::netns::in_netns(&host, || -> std::io::Result<bool> {
+                use std::io::{Read, Write};
+                let t = Duration::from_millis(200);
+                let mut c = std::net::TcpStream::connect_timeout(&addr, t)?;
+                c.set_read_timeout(Some(t))?;
+                write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+                Ok(c.read(&mut [0u8; 16])? > 0)
+            });
+            let up = matches!(answered, Ok(Ok(true)));
             if up {
                 tracing::debug!("{name} listens after {:?}", start.elapsed());
                 return Ok(());

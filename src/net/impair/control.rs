@@ -30,14 +30,16 @@ impl Network {
         Ok(())
     }
 
-    /// Measure the network's own latency if any link is delayed (see [`calibrate`]), then set
-    /// every impaired link.
+    /// Set every link to what `opts` asks, its links clear before (just built, or cleared by
+    /// [`Network::clear_impairment`]): first measure the network's own latency (see
+    /// [`calibrate`]) unless it was measured for the links delayed now.
     pub(crate) fn impair(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
         if self.manifest.impair_backend.is_none() {
             return Ok(());
         }
         check_interrupt()?;
-        if opts.calibrate {
+        self.manifest.impairments = super::plan(&self.manifest.topology, &opts.impair);
+        if opts.calibrate && delayed_links(&self.manifest) != self.manifest.calibrated {
             self.manifest.latency_compensation_ms = calibrate(&self.manifest)?;
             self.manifest.calibrated = delayed_links(&self.manifest);
         }
@@ -77,26 +79,6 @@ impl Network {
                 Ok(())
             }
         }
-    }
-
-    /// Set a cleared kept network's links to what `opts` asks, measuring the network's own
-    /// latency again if other links are delayed now than when it was measured.
-    pub(crate) fn reimpair(&mut self, opts: &NetworkOptions) -> Result<(), NetError> {
-        if self.manifest.impair_backend.is_none() {
-            return Ok(());
-        }
-        self.manifest.impairments = super::plan(&self.manifest.topology, &opts.impair);
-        if opts.calibrate && delayed_links(&self.manifest) != self.manifest.calibrated {
-            check_interrupt()?;
-            self.manifest.latency_compensation_ms = calibrate(&self.manifest)?;
-            self.manifest.calibrated = delayed_links(&self.manifest);
-        }
-        for li in self.manifest.impairments.clone() {
-            if !li.forward.is_none() || !li.back.is_none() {
-                apply(&self.manifest, &li)?;
-            }
-        }
-        self.claim.write(&self.manifest).map_err(NetError::Registry)
     }
 
     /// Change a link's impairment while the network runs (either direction left `None` stays).
